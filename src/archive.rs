@@ -1,0 +1,144 @@
+//! The archiver: moves accepted events from the streams into Postgres.
+//!
+//! Each pass reads up to a batch of new entries (waiting at most a second),
+//! writes them with one `INSERT … ON CONFLICT DO NOTHING`, drops them from
+//! the index of unarchived events, and only then acknowledges them. A crash
+//! anywhere in between leaves the entries pending; they are claimed again
+//! after the visibility timeout and archived once, since the insert is
+//! idempotent on the event id.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED, STREAM_LENGTH, STREAM_PENDING},
+    queue::{Consumer, Delivery, Queue},
+    redis::RedisError,
+    store::{Store, StoreError},
+};
+
+/// The consumer group of the archivers.
+pub const GROUP: &str = "archive";
+const READ_BLOCK: Duration = Duration::from_secs(1);
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+pub struct Archiver {
+    store: Store,
+    queue: Queue,
+    consumer: Consumer,
+    batch: u64,
+    visibility_timeout: Duration,
+}
+
+impl Archiver {
+    pub fn new(
+        store: Store,
+        queue: Queue,
+        consumer: Consumer,
+        batch: u64,
+        visibility_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            consumer,
+            batch: batch.max(1),
+            visibility_timeout,
+        }
+    }
+
+    /// Archives new entries as they arrive, until `shutdown`. The batch in
+    /// hand is always finished (or left pending for another archiver), never
+    /// dropped half-done.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let claim_every = (self.visibility_timeout / 2).max(Duration::from_secs(1));
+        let mut last_claim: Option<Instant> = None;
+        let mut last_trim = Instant::now();
+        let mut failures = 0u32;
+        tracing::info!(consumer = self.consumer.name(), "archiver started");
+        while !shutdown.is_cancelled() {
+            let mut outcome = Ok(0);
+            if last_claim.is_none_or(|t| t.elapsed() >= claim_every) {
+                last_claim = Some(Instant::now());
+                outcome = self.archive_stale().await;
+            }
+            if outcome.is_ok() {
+                outcome = self.archive_new(READ_BLOCK).await;
+            }
+            if last_trim.elapsed() >= TRIM_EVERY {
+                last_trim = Instant::now();
+                if let Err(err) = self.trim().await {
+                    tracing::warn!(error = %err, "stream trim failed");
+                }
+            }
+            match outcome {
+                Ok(_) => failures = 0,
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!(ARCHIVE_ERRORS).increment(1);
+                    tracing::error!(error = %err, "archive pass failed; entries stay pending");
+                    let backoff = Duration::from_millis(200 * 2u64.pow(failures.min(5)));
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(consumer = self.consumer.name(), "archiver stopped");
+    }
+
+    /// One pass over new entries; returns how many were archived.
+    pub async fn archive_new(&self, block: Duration) -> Result<usize, ArchiveError> {
+        let deliveries = self.consumer.read_new(self.batch, block).await?;
+        self.archive(&deliveries).await
+    }
+
+    /// Archives entries a dead archiver left pending past the visibility timeout.
+    pub async fn archive_stale(&self) -> Result<usize, ArchiveError> {
+        let deliveries = self
+            .consumer
+            .claim_stale(self.visibility_timeout, self.batch)
+            .await?;
+        if !deliveries.is_empty() {
+            tracing::info!(count = deliveries.len(), "reclaimed entries of a dead consumer");
+        }
+        self.archive(&deliveries).await
+    }
+
+    async fn archive(&self, deliveries: &[Delivery]) -> Result<usize, ArchiveError> {
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<_> = deliveries.iter().map(|d| d.event.clone()).collect();
+        self.store.insert_events(&records).await?;
+        self.queue.forget_unarchived(deliveries).await?;
+        self.consumer.ack(deliveries).await?;
+        let now = Utc::now();
+        for record in &records {
+            let lag = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!(ARCHIVE_LAG).record(lag);
+        }
+        metrics::counter!(EVENTS_ARCHIVED).increment(records.len() as u64);
+        Ok(records.len())
+    }
+
+    async fn trim(&self) -> Result<(), RedisError> {
+        for stats in self.consumer.trim().await? {
+            let shard = stats.shard.to_string();
+            metrics::gauge!(STREAM_LENGTH, "shard" => shard.clone()).set(stats.length as f64);
+            metrics::gauge!(STREAM_PENDING, "shard" => shard).set(stats.pending as f64);
+        }
+        Ok(())
+    }
+}

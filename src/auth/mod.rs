@@ -1,0 +1,202 @@
+//! Who is calling: API key verification behind two caches.
+//!
+//! A presented key is looked up by its SHA-256 digest, first in this
+//! process's memory (seconds), then in Redis (minutes), and only then in
+//! Postgres, where the argon2id hash is checked. So argon2 runs once per key
+//! per cache lifetime, never per request. Rotating a key deletes its Redis
+//! entry and announces the digest on a pub/sub channel; every replica drops
+//! it from memory at once, and drops everything after a reconnect, since it
+//! may have missed announcements meanwhile. The memory TTL bounds the rest.
+
+pub mod keys;
+
+use std::{sync::Arc, time::Duration};
+
+use fred::{clients::SubscriberClient, prelude::*};
+use moka::sync::Cache;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::OrgContext,
+    redis::{Keys, RedisError},
+    store::{Store, StoreError},
+};
+
+/// How long Redis remembers a verified key.
+const REDIS_TTL: Duration = Duration::from_secs(300);
+/// How long a key that failed verification is remembered, so a client
+/// retrying with a revoked key cannot make us run argon2 on every request.
+const REJECTED_TTL: Duration = Duration::from_secs(60);
+const REJECTED: &str = "rejected";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing API key")]
+    Missing,
+    #[error("invalid API key")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("key verification failed: {0}")]
+    Internal(String),
+}
+
+#[derive(Clone)]
+enum Cached {
+    Valid(Arc<OrgContext>),
+    Rejected,
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    pool: Pool,
+    keys: Keys,
+    local: Cache<[u8; 32], Cached>,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, pool: Pool, keys: Keys, local_ttl: Duration) -> Self {
+        let local = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(local_ttl)
+            .build();
+        Self {
+            store,
+            pool,
+            keys,
+            local,
+        }
+    }
+
+    /// The organization `presented` belongs to, or `AuthError::Invalid`.
+    pub async fn authenticate(&self, presented: &str) -> Result<Arc<OrgContext>, AuthError> {
+        let digest = keys::digest(presented);
+        if let Some(cached) = self.local.get(&digest) {
+            metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "memory").increment(1);
+            return match cached {
+                Cached::Valid(org) => Ok(org),
+                Cached::Rejected => Err(AuthError::Invalid),
+            };
+        }
+        let redis_key = self.keys.api_key(&hex::encode(digest));
+        let shared: Option<String> = self.pool.get(&redis_key).await.map_err(RedisError::from)?;
+        if let Some(shared) = shared {
+            metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "redis").increment(1);
+            let cached = match serde_json::from_str::<OrgContext>(&shared) {
+                Ok(org) => Cached::Valid(Arc::new(org)),
+                Err(_) => Cached::Rejected,
+            };
+            self.local.insert(digest, cached.clone());
+            return match cached {
+                Cached::Valid(org) => Ok(org),
+                Cached::Rejected => Err(AuthError::Invalid),
+            };
+        }
+        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
+        let verified = self.verify_in_store(presented).await?;
+        let (value, ttl, cached) = match &verified {
+            Some(org) => (
+                serde_json::to_string(org).map_err(|e| AuthError::Internal(e.to_string()))?,
+                REDIS_TTL,
+                Cached::Valid(Arc::clone(org)),
+            ),
+            None => (REJECTED.to_owned(), REJECTED_TTL, Cached::Rejected),
+        };
+        let _: () = self
+            .pool
+            .set(
+                &redis_key,
+                value,
+                Some(Expiration::EX(ttl.as_secs() as i64)),
+                None,
+                false,
+            )
+            .await
+            .map_err(RedisError::from)?;
+        self.local.insert(digest, cached);
+        verified.ok_or(AuthError::Invalid)
+    }
+
+    async fn verify_in_store(&self, presented: &str) -> Result<Option<Arc<OrgContext>>, AuthError> {
+        let Some(lookup) = keys::lookup_of(presented) else {
+            return Ok(None);
+        };
+        let Some(credentials) = self.store.key_credentials(lookup).await? else {
+            return Ok(None);
+        };
+        let key = presented.to_owned();
+        let hash = credentials.key_hash.clone();
+        // argon2 is deliberately slow: keep it off the async workers.
+        let matches = tokio::task::spawn_blocking(move || keys::verify(&key, &hash))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        if !matches {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(credentials.context()?)))
+    }
+
+    /// Makes `presented` fail on every replica: forgets it here, in Redis,
+    /// and tells the other replicas to forget it.
+    pub async fn forget(&self, presented: &str) -> Result<(), AuthError> {
+        let digest = keys::digest(presented);
+        let digest_hex = hex::encode(digest);
+        self.local.invalidate(&digest);
+        let _: i64 = self
+            .pool
+            .del(self.keys.api_key(&digest_hex))
+            .await
+            .map_err(RedisError::from)?;
+        let _: i64 = self
+            .pool
+            .next()
+            .publish(self.keys.api_key_channel(), digest_hex)
+            .await
+            .map_err(RedisError::from)?;
+        Ok(())
+    }
+
+    /// Listens for revocations announced by any replica until `shutdown`.
+    pub async fn listen_for_revocations(
+        &self,
+        subscriber: SubscriberClient,
+        shutdown: CancellationToken,
+    ) -> Result<(), RedisError> {
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        let resubscriber = subscriber.manage_subscriptions();
+        subscriber.subscribe(self.keys.api_key_channel()).await?;
+        let local = self.local.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = messages.recv() => match message {
+                        Ok(message) => {
+                            let digest = message
+                                .value
+                                .as_string()
+                                .and_then(|h| hex::decode(h).ok())
+                                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                            match digest {
+                                Some(digest) => local.invalidate(&digest),
+                                None => local.invalidate_all(),
+                            }
+                        }
+                        // Lagged behind: what was missed is unknown.
+                        Err(RecvError::Lagged(_)) => local.invalidate_all(),
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = reconnects.recv() => local.invalidate_all(),
+                }
+            }
+            resubscriber.abort();
+            let _ = subscriber.quit().await;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Types shared by every layer, free of HTTP, Redis and SQL.
+
+use std::{fmt, str::FromStr};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest accepted request body (an event with its payload).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest event type and dedup id, in characters.
+pub const MAX_NAME_CHARS: usize = 255;
+/// How long a `dedup_id` is remembered.
+pub const DEDUP_WINDOW_SECS: u64 = 24 * 60 * 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Free,
+    Pro,
+    Business,
+    Enterprise,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Free, Tier::Pro, Tier::Business, Tier::Enterprise];
+
+    /// Requests a minute an organization of this tier may make.
+    pub fn requests_per_minute(self) -> u32 {
+        match self {
+            Tier::Free => 100,
+            Tier::Pro => 1_000,
+            Tier::Business => 10_000,
+            Tier::Enterprise => 100_000,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Pro => "pro",
+            Tier::Business => "business",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl FromStr for Tier {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Accepted and waiting for its consumer.
+    Queued,
+    /// Pushed to the organization's webhook, which answered 2xx.
+    Delivered,
+    /// A delivery attempt failed; another is scheduled.
+    Failed,
+    /// Every delivery attempt failed.
+    DeadLetter,
+    /// Pulled from the inbox and acknowledged by the consumer.
+    Acknowledged,
+}
+
+impl EventStatus {
+    pub const ALL: [EventStatus; 5] = [
+        EventStatus::Queued,
+        EventStatus::Delivered,
+        EventStatus::Failed,
+        EventStatus::DeadLetter,
+        EventStatus::Acknowledged,
+    ];
+
+    /// What the inbox shows by default: events their consumer has not had yet.
+    pub const UNDELIVERED: [EventStatus; 3] = [
+        EventStatus::Queued,
+        EventStatus::Failed,
+        EventStatus::DeadLetter,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Queued => "queued",
+            EventStatus::Delivered => "delivered",
+            EventStatus::Failed => "failed",
+            EventStatus::DeadLetter => "dead_letter",
+            EventStatus::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+impl FromStr for EventStatus {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventStatus::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value `{0}`")]
+pub struct UnknownValue(pub String);
+
+/// The organization an authenticated request acts for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgContext {
+    pub organization_id: Uuid,
+    pub key_id: Uuid,
+    pub tier: Tier,
+    pub rate_limit_per_minute: u32,
+}
+
+/// An accepted event as it travels through the stream to the archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub event_type: String,
+    pub dedup_id: Option<String>,
+    /// The payload exactly as the client sent it (a JSON object).
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new event id and its creation time, which is the time inside the id,
+/// so ordering by id and by `created_at` agree.
+pub fn mint_event_id() -> (Uuid, DateTime<Utc>) {
+    let id = Uuid::now_v7();
+    let created_at = id
+        .get_timestamp()
+        .and_then(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            Utc.timestamp_opt(i64::try_from(secs).ok()?, nanos).single()
+        })
+        .unwrap_or_else(Utc::now);
+    (id, created_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_parse_and_carry_their_limits() {
+        assert_eq!("free".parse::<Tier>().ok(), Some(Tier::Free));
+        assert_eq!(Tier::Enterprise.requests_per_minute(), 100_000);
+        assert!("gold".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn minted_ids_are_time_ordered_and_carry_their_time() {
+        let (a, at) = mint_event_id();
+        let (b, bt) = mint_event_id();
+        assert!(a < b);
+        assert!(at <= bt);
+        assert!((Utc::now() - at).num_seconds().abs() < 5);
+    }
+}

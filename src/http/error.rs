@@ -1,0 +1,155 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every error body is `{"error": "<message>", "code": "<machine code>"}`,
+//! plus fields some errors add. Failures of our own (Postgres, Redis) are
+//! logged with their detail and answered with a generic message: 503 when a
+//! dependency is unreachable, 500 otherwise.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::{auth::AuthError, ratelimit::RateLimit, redis::RedisError, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("an event with this dedup_id was accepted in the last 24 hours")]
+    Duplicate { original_id: String, limit: RateLimit },
+    #[error("request body is larger than {} bytes", crate::domain::MAX_BODY_BYTES)]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("rate limit exceeded")]
+    RateLimited(RateLimit),
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Duplicate { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Duplicate { .. } => "duplicate",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unprocessable(_) => "invalid",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "dependency unavailable");
+                "service temporarily unavailable, retry later".to_owned()
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": message, "code": self.code() });
+        let mut limit = None;
+        match self {
+            ApiError::Duplicate {
+                original_id,
+                limit: l,
+            } => {
+                body["original_id"] = Value::String(original_id);
+                limit = Some(l);
+            }
+            ApiError::RateLimited(l) => {
+                if let Some(retry) = l.retry_after {
+                    body["retry_after_seconds"] = json!(retry.as_secs_f64().ceil() as u64);
+                }
+                limit = Some(l);
+            }
+            _ => {}
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ApiKey"));
+        }
+        match limit {
+            Some(limit) => (limit, response).into_response(),
+            None => response,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ApiError::Unavailable(err.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RedisError> for ApiError {
+    fn from(err: RedisError) -> Self {
+        match err {
+            RedisError::Command(_) => ApiError::Unavailable(err.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing => ApiError::Unauthorized(
+                "missing API key: send it in the X-API-Key header (or Authorization: Bearer)",
+            ),
+            AuthError::Invalid => ApiError::Unauthorized("invalid or revoked API key"),
+            AuthError::Store(e) => e.into(),
+            AuthError::Redis(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}

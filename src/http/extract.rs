@@ -1,0 +1,114 @@
+//! Extractors: authentication, rate limiting and bodies that fail with our
+//! error shape instead of axum's plain-text rejections.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::{header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use super::{AppState, error::ApiError};
+use crate::{auth::AuthError, domain::OrgContext, ratelimit::RateLimit};
+
+/// The key a request presents: `X-API-Key`, or `Authorization: Bearer`.
+fn presented_key(parts: &Parts) -> Option<&str> {
+    if let Some(key) = parts.headers.get("x-api-key") {
+        return key.to_str().ok().map(str::trim);
+    }
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// An authenticated caller. Routes taking it do their own rate limiting
+/// (ingestion does it in the same Redis round trip as the enqueue).
+pub struct ApiKey {
+    pub org: Arc<OrgContext>,
+    pub presented: String,
+}
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = presented_key(parts)
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Missing)?;
+        let org = state.auth.authenticate(presented).await?;
+        Ok(ApiKey {
+            org,
+            presented: presented.to_owned(),
+        })
+    }
+}
+
+/// An authenticated caller within its organization's rate limit.
+pub struct Limited {
+    pub key: ApiKey,
+    pub limit: RateLimit,
+}
+
+impl FromRequestParts<AppState> for Limited {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = ApiKey::from_request_parts(parts, state).await?;
+        let limit = state.limiter.check(&key.org).await?;
+        if limit.retry_after.is_some() {
+            return Err(ApiError::RateLimited(limit));
+        }
+        Ok(Limited { key, limit })
+    }
+}
+
+/// A JSON body: 413 when too large, 400 when not JSON, 422 when JSON of the
+/// wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        use serde_json::error::Category;
+        match err.classify() {
+            Category::Data => ApiError::Unprocessable(err.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::bad_request("malformed_json", format!("malformed JSON: {err}"))
+            }
+        }
+    })
+}
+
+/// Query parameters whose errors are 422 with our error shape.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|rejection| ApiError::Unprocessable(rejection.body_text()))
+    }
+}

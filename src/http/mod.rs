@@ -1,0 +1,72 @@
+//! The HTTP surface: routes, extractors, and the layers around them.
+//!
+//! Layer order, outermost first: request id (taken from `X-Request-Id` or
+//! minted) → copy of it onto the response → trace span → panic to JSON 500 →
+//! metrics → timeout → body limit → handler. Rate limiting is not a layer: it
+//! needs the organization, which only the auth extractor knows, and ingestion
+//! folds it into the enqueue script to keep one Redis round trip per event.
+
+pub mod error;
+mod extract;
+mod headers;
+mod middleware;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+};
+
+use crate::{
+    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, queue::Queue,
+    ratelimit::RateLimiter, store::Store,
+};
+
+/// Cheap handles to everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub queue: Queue,
+    pub auth: Authenticator,
+    pub limiter: RateLimiter,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::health::metrics));
+    if state.config.role.runs_api() {
+        app = app
+            .route("/api/keys/generate", post(routes::keys::generate))
+            .route("/api/keys", get(routes::keys::info))
+            .route("/api/keys/rotate", post(routes::keys::rotate))
+            .route("/api/events", post(routes::events::ingest))
+            .route("/api/events/{id}", get(routes::events::get))
+            .route("/api/inbox", get(routes::events::inbox))
+            .route("/api/ack/{id}", post(routes::events::ack));
+    }
+    app.fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.request_timeout,
+            middleware::timeout,
+        ))
+        .layer(axum::middleware::from_fn(middleware::track_metrics))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(middleware::trace_layer())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

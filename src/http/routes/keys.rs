@@ -1,0 +1,208 @@
+//! Organizations and their API keys.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{rfc3339, rfc3339_opt};
+use crate::{
+    auth::keys::{self, KEY_PREFIX, NewKey},
+    domain::{MAX_NAME_CHARS, Tier},
+    http::{
+        AppState,
+        error::ApiError,
+        extract::{JsonBody, Limited},
+    },
+    store::NewOrganization,
+};
+
+#[derive(Deserialize)]
+pub struct GenerateRequest {
+    organization_name: String,
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NewKeyResponse {
+    organization_id: Uuid,
+    organization_name: String,
+    tier: String,
+    rate_limit_per_minute: i32,
+    /// Shown once: only its hash is stored.
+    api_key: String,
+    key_prefix: String,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+async fn new_key() -> Result<NewKey, ApiError> {
+    tokio::task::spawn_blocking(keys::generate)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn admin_allowed(expected: &str, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Comparing digests keeps the comparison's timing independent of the token.
+    Sha256::digest(presented.trim().as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+/// `POST /api/keys/generate`: a new organization and its first key.
+pub async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<GenerateRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &state.config.admin_token {
+        if !admin_allowed(token, &headers) {
+            return Err(ApiError::Unauthorized(
+                "creating organizations requires the admin token (Authorization: Bearer)",
+            ));
+        }
+    }
+    let name = request.organization_name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::Unprocessable(format!(
+            "organization_name must be 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    let tier = match request.tier.as_deref() {
+        None => Tier::Free,
+        Some(t) => t.parse::<Tier>().map_err(|_| {
+            ApiError::Unprocessable(format!(
+                "unknown tier `{t}`: use free, pro, business or enterprise"
+            ))
+        })?,
+    };
+    let key = new_key().await?;
+    let (org, row) = state
+        .store
+        .create_organization(NewOrganization {
+            name,
+            tier,
+            key_lookup_prefix: &key.lookup,
+            key_hash: &key.hash,
+        })
+        .await?;
+    tracing::info!(organization_id = %org.id, tier = tier.as_str(), "organization created");
+    let body = NewKeyResponse {
+        organization_id: org.id,
+        organization_name: org.name,
+        tier: org.tier,
+        rate_limit_per_minute: org.rate_limit_per_minute,
+        api_key: key.plaintext,
+        key_prefix: format!("{KEY_PREFIX}{}", row.lookup_prefix),
+        created_at: row.created_at,
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Serialize)]
+struct KeyInfo {
+    key_prefix: String,
+    current: bool,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct WebhookInfo {
+    url: Option<String>,
+    enabled: bool,
+}
+
+#[derive(Serialize)]
+struct OrganizationInfo {
+    organization_id: Uuid,
+    organization_name: String,
+    tier: String,
+    rate_limit_per_minute: i32,
+    webhook: WebhookInfo,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    keys: Vec<KeyInfo>,
+}
+
+/// `GET /api/keys`: the caller's organization, never a key.
+pub async fn info(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+) -> Result<impl IntoResponse, ApiError> {
+    let org_id = key.org.organization_id;
+    let (org, keys) = tokio::try_join!(state.store.organization(org_id), state.store.api_keys(org_id))?;
+    let org = org.ok_or(ApiError::NotFound("organization not found"))?;
+    let body = OrganizationInfo {
+        organization_id: org.id,
+        organization_name: org.name,
+        tier: org.tier,
+        rate_limit_per_minute: org.rate_limit_per_minute,
+        webhook: WebhookInfo {
+            url: org.webhook_url,
+            enabled: org.webhook_enabled,
+        },
+        created_at: org.created_at,
+        keys: keys
+            .into_iter()
+            .map(|k| KeyInfo {
+                current: k.id == key.org.key_id,
+                key_prefix: format!("{KEY_PREFIX}{}", k.lookup_prefix),
+                created_at: k.created_at,
+                revoked_at: k.revoked_at,
+            })
+            .collect(),
+    };
+    Ok((limit, Json(body)))
+}
+
+#[derive(Serialize)]
+struct RotatedKey {
+    organization_id: Uuid,
+    api_key: String,
+    key_prefix: String,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    revoked_key_prefix: String,
+}
+
+/// `POST /api/keys/rotate`: a new key; the presented one stops working on
+/// every replica.
+pub async fn rotate(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+) -> Result<impl IntoResponse, ApiError> {
+    let org_id = key.org.organization_id;
+    let new = new_key().await?;
+    let row = state
+        .store
+        .rotate_key(org_id, key.org.key_id, &new.lookup, &new.hash)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+    state.auth.forget(&key.presented).await?;
+    tracing::info!(organization_id = %org_id, "API key rotated");
+    let revoked_key_prefix = keys::lookup_of(&key.presented)
+        .map(|l| format!("{KEY_PREFIX}{l}"))
+        .unwrap_or_default();
+    let body = RotatedKey {
+        organization_id: org_id,
+        api_key: new.plaintext,
+        key_prefix: format!("{KEY_PREFIX}{}", row.lookup_prefix),
+        created_at: row.created_at,
+        revoked_key_prefix,
+    };
+    Ok((limit, Json(body)))
+}

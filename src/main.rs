@@ -1,0 +1,45 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use triggers_api::{
+    config::{Cli, Command, Config, DatabaseArgs},
+    shutdown, store::Store, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let outcome = match cli.command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Migrate(database) => migrate(database).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("triggers-api: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    triggers_api::run(config, listener, token).await
+}
+
+async fn migrate(database: DatabaseArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&database.database_url, 2)
+        .await
+        .context("cannot connect to Postgres (DATABASE_URL)")?;
+    store.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

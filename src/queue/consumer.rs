@@ -1,0 +1,271 @@
+//! A consumer group member reading the shard streams.
+
+use std::{collections::HashMap, time::Duration};
+
+use fred::{
+    prelude::*,
+    types::streams::{XCap, XID, XReadResponse},
+};
+
+use super::entry;
+use crate::{
+    domain::EventRecord,
+    redis::{Keys, RedisError},
+};
+
+/// An event read from a stream, to be acknowledged once its work is durable.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub shard: u16,
+    pub entry_id: String,
+    pub event: EventRecord,
+}
+
+/// One shard stream's size and backlog, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamStats {
+    pub shard: u16,
+    pub length: u64,
+    /// Entries this consumer's group read but has not acknowledged.
+    pub pending: u64,
+}
+
+#[derive(Clone)]
+pub struct Consumer {
+    /// Blocking reads stall their connection, so they get one of their own.
+    reader: Client,
+    pool: Pool,
+    keys: Keys,
+    group: String,
+    name: String,
+}
+
+impl Consumer {
+    /// Joins `group` on every shard stream, creating streams and group as
+    /// needed. A new group starts at the beginning of the stream, so events
+    /// accepted before any worker ran are consumed too.
+    pub async fn join(
+        reader: Client,
+        pool: Pool,
+        keys: Keys,
+        group: &str,
+        name: &str,
+    ) -> Result<Self, RedisError> {
+        for shard in 0..keys.shards() {
+            let created: Result<(), _> = pool
+                .xgroup_create(keys.stream(shard), group, XID::Manual("0".into()), true)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(err) if err.details().starts_with("BUSYGROUP") => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(Self {
+            reader,
+            pool,
+            keys,
+            group: group.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// New entries from any shard, waiting up to `block` for some to arrive.
+    pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
+        let streams: Vec<String> = (0..self.keys.shards()).map(|s| self.keys.stream(s)).collect();
+        let ids: Vec<XID> = streams.iter().map(|_| XID::NewInGroup).collect();
+        let reply: XReadResponse<String, String, String, String> = self
+            .reader
+            .xreadgroup_map(
+                self.group.as_str(),
+                self.name.as_str(),
+                Some(count),
+                Some(block.as_millis() as u64),
+                false,
+                streams,
+                ids,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for shard in 0..self.keys.shards() {
+            let Some(entries) = reply.get(&self.keys.stream(shard)) else {
+                continue;
+            };
+            for (entry_id, fields) in entries {
+                self.push_parsed(&mut out, shard, entry_id, fields);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes over entries that another consumer of the group read more than
+    /// `min_idle` ago and never acknowledged: that consumer has died.
+    pub async fn claim_stale(&self, min_idle: Duration, count: u64) -> Result<Vec<Delivery>, RedisError> {
+        let mut out = Vec::new();
+        for shard in 0..self.keys.shards() {
+            let mut cursor = "0-0".to_owned();
+            // Bounded: one pass over the pending list, `count` entries a call.
+            for _ in 0..100 {
+                let reply: Value = self
+                    .pool
+                    .xautoclaim(
+                        self.keys.stream(shard),
+                        self.group.as_str(),
+                        self.name.as_str(),
+                        min_idle.as_millis() as u64,
+                        cursor.as_str(),
+                        Some(count),
+                        false,
+                    )
+                    .await?;
+                let (next, entries) = parse_autoclaim(reply)?;
+                for (entry_id, fields) in &entries {
+                    self.push_parsed(&mut out, shard, entry_id, fields);
+                }
+                if next == "0-0" || out.len() as u64 >= count {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(out)
+    }
+
+    fn push_parsed(
+        &self,
+        out: &mut Vec<Delivery>,
+        shard: u16,
+        entry_id: &str,
+        fields: &HashMap<String, String>,
+    ) {
+        match entry::from_fields(fields) {
+            Ok(event) => out.push(Delivery {
+                shard,
+                entry_id: entry_id.to_owned(),
+                event,
+            }),
+            // Left pending, never acknowledged: it stays visible in XPENDING
+            // for an operator instead of being dropped.
+            Err(err) => tracing::error!(shard, entry_id, error = %err, "unreadable stream entry"),
+        }
+    }
+
+    /// Acknowledges handled entries, shard by shard.
+    pub async fn ack(&self, deliveries: &[Delivery]) -> Result<(), RedisError> {
+        for (shard, ids) in by_shard(deliveries, |d| d.entry_id.clone()) {
+            let _: i64 = self
+                .pool
+                .xack(self.keys.stream(shard), self.group.as_str(), ids)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Trims every shard stream below the oldest entry some group still
+    /// needs, and reports the streams' sizes.
+    pub async fn trim(&self) -> Result<Vec<StreamStats>, RedisError> {
+        let mut stats = Vec::new();
+        for shard in 0..self.keys.shards() {
+            let stream = self.keys.stream(shard);
+            let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(&stream).await?;
+            let mut keep_from: Option<(u64, u64)> = None;
+            let mut pending_here = 0;
+            for group in &groups {
+                let name = group.get("name").and_then(Value::as_string).unwrap_or_default();
+                let pending = group.get("pending").and_then(Value::as_u64).unwrap_or(0);
+                let last = group
+                    .get("last-delivered-id")
+                    .and_then(Value::as_string)
+                    .and_then(|id| parse_id(&id))
+                    .ok_or_else(|| RedisError::Reply("group without last-delivered-id".into()))?;
+                let needed = if pending > 0 {
+                    self.oldest_pending(&stream, &name).await?.unwrap_or(last)
+                } else {
+                    (last.0, last.1.saturating_add(1))
+                };
+                if name == self.group {
+                    pending_here = pending;
+                }
+                keep_from = Some(keep_from.map_or(needed, |k| k.min(needed)));
+            }
+            if let Some((ms, seq)) = keep_from {
+                let cap = XCap::try_from(("MINID", "=", format!("{ms}-{seq}")))?;
+                let _: i64 = self.pool.xtrim(&stream, cap).await?;
+            }
+            let length: u64 = self.pool.xlen(&stream).await?;
+            stats.push(StreamStats {
+                shard,
+                length,
+                pending: pending_here,
+            });
+        }
+        Ok(stats)
+    }
+
+    async fn oldest_pending(&self, stream: &str, group: &str) -> Result<Option<(u64, u64)>, RedisError> {
+        let summary: Vec<Value> = self.pool.xpending(stream, group, ()).await?;
+        Ok(summary
+            .get(1)
+            .and_then(Value::as_string)
+            .and_then(|id| parse_id(&id)))
+    }
+}
+
+/// Groups items by shard, keeping their order.
+pub(crate) fn by_shard<T>(
+    deliveries: &[Delivery],
+    f: impl Fn(&Delivery) -> T,
+) -> Vec<(u16, Vec<T>)> {
+    let mut groups: Vec<(u16, Vec<T>)> = Vec::new();
+    for d in deliveries {
+        match groups.iter_mut().find(|(s, _)| *s == d.shard) {
+            Some((_, items)) => items.push(f(d)),
+            None => groups.push((d.shard, vec![f(d)])),
+        }
+    }
+    groups
+}
+
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+type Entry = (String, HashMap<String, String>);
+
+/// `XAUTOCLAIM`'s reply: `[next cursor, [[id, [field, value, ...]], ...], deleted ids]`
+/// (Redis 7; entries deleted meanwhile are left out by the server).
+fn parse_autoclaim(reply: Value) -> Result<(String, Vec<Entry>), RedisError> {
+    let bad = || RedisError::Reply("malformed XAUTOCLAIM reply".into());
+    let mut parts = reply.into_array().into_iter();
+    let next = parts.next().and_then(|v| v.as_string()).ok_or_else(bad)?;
+    let mut entries = Vec::new();
+    for raw in parts.next().map(Value::into_array).unwrap_or_default() {
+        let mut pair = raw.into_array().into_iter();
+        let (Some(id), Some(fields)) = (pair.next().and_then(|v| v.as_string()), pair.next()) else {
+            continue;
+        };
+        let flat = fields.into_array();
+        let map = flat
+            .chunks(2)
+            .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
+            .collect();
+        entries.push((id, map));
+    }
+    Ok((next, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_numerically_not_lexically() {
+        assert!(parse_id("999-5") < parse_id("1000-0"));
+        assert_eq!(parse_id("nonsense"), None);
+    }
+}
