@@ -111,7 +111,10 @@ impl Archiver {
             .claim_stale(self.visibility_timeout, self.batch)
             .await?;
         if !deliveries.is_empty() {
-            tracing::info!(count = deliveries.len(), "reclaimed entries of a dead consumer");
+            tracing::info!(
+                count = deliveries.len(),
+                "reclaimed entries of a dead consumer"
+            );
         }
         self.archive(&deliveries).await
     }

@@ -9,7 +9,11 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "triggers-api", version, about = "Durable event ingestion and delivery API")]
+#[command(
+    name = "triggers-api",
+    version,
+    about = "Durable event ingestion and delivery API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

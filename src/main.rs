@@ -6,7 +6,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
     config::{Cli, Command, Config, DatabaseArgs},
-    shutdown, store::Store, telemetry,
+    shutdown,
+    store::Store,
+    telemetry,
 };
 
 #[tokio::main]

@@ -53,10 +53,22 @@ fn describe() {
     describe_histogram!(HTTP_DURATION, "HTTP request latency by method and route");
     describe_counter!(EVENTS_ACCEPTED, "Events accepted (answered 202)");
     describe_counter!(EVENTS_REJECTED, "Events refused, by reason");
-    describe_counter!(EVENTS_ARCHIVED, "Events written to Postgres by the archiver");
+    describe_counter!(
+        EVENTS_ARCHIVED,
+        "Events written to Postgres by the archiver"
+    );
     describe_histogram!(ARCHIVE_LAG, "Time from acceptance to archive in Postgres");
-    describe_counter!(ARCHIVE_ERRORS, "Archiver batches that failed and will be retried");
+    describe_counter!(
+        ARCHIVE_ERRORS,
+        "Archiver batches that failed and will be retried"
+    );
     describe_gauge!(STREAM_LENGTH, "Entries in each shard stream");
-    describe_gauge!(STREAM_PENDING, "Entries read by the archiver group but not acknowledged");
-    describe_counter!(AUTH_LOOKUPS, "API key lookups by the cache level that answered");
+    describe_gauge!(
+        STREAM_PENDING,
+        "Entries read by the archiver group but not acknowledged"
+    );
+    describe_counter!(
+        AUTH_LOOKUPS,
+        "API key lookups by the cache level that answered"
+    );
 }

@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
+    // The cause is part of the message rather than a `source`, so a report
+    // printing the whole chain does not repeat it.
     #[error("Redis command failed: {0}")]
-    Command(#[from] fred::error::Error),
+    Command(fred::error::Error),
     #[error("unexpected Redis reply: {0}")]
     Reply(String),
     #[error(
@@ -21,6 +23,12 @@ pub enum RedisError {
          event; set it to noeviction (or a volatile-* policy)"
     )]
     EvictionPolicy(String),
+}
+
+impl From<fred::error::Error> for RedisError {
+    fn from(err: fred::error::Error) -> Self {
+        RedisError::Command(err)
+    }
 }
 
 /// Builds an unconnected client configuration from a URL.
@@ -121,7 +129,10 @@ impl Keys {
     }
 
     pub fn rate_limit(&self, organization_id: Uuid) -> String {
-        self.tagged(self.shard_of(organization_id), &format!("rl:{organization_id}"))
+        self.tagged(
+            self.shard_of(organization_id),
+            &format!("rl:{organization_id}"),
+        )
     }
 
     pub fn dedup(&self, organization_id: Uuid, dedup_id: &str) -> String {

@@ -49,9 +49,8 @@ pub fn generate() -> Result<NewKey, HashError> {
 pub fn lookup_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(KEY_PREFIX)?;
     let (lookup, secret) = rest.split_once('_')?;
-    let well_formed = lookup.len() == 16
-        && lookup.bytes().all(|b| b.is_ascii_hexdigit())
-        && secret.len() == 43;
+    let well_formed =
+        lookup.len() == 16 && lookup.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() == 43;
     well_formed.then_some(lookup)
 }
 
@@ -88,7 +87,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_lookup() {
-        for bad in ["", "trg_", "abc", "trg_zzzzzzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "trg_0123456789abcdef_short"] {
+        for bad in [
+            "",
+            "trg_",
+            "abc",
+            "trg_zzzzzzzzzzzzzzzz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "trg_0123456789abcdef_short",
+        ] {
             assert_eq!(lookup_of(bad), None, "{bad}");
         }
     }

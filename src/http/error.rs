@@ -25,7 +25,10 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("an event with this dedup_id was accepted in the last 24 hours")]
-    Duplicate { original_id: String, limit: RateLimit },
+    Duplicate {
+        original_id: String,
+        limit: RateLimit,
+    },
     #[error("request body is larger than {} bytes", crate::domain::MAX_BODY_BYTES)]
     PayloadTooLarge,
     #[error("{0}")]

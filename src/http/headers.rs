@@ -21,7 +21,10 @@ impl IntoResponseParts for RateLimit {
         let headers = res.headers_mut();
         headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
         headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(ceil_secs(self.reset_after)));
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(ceil_secs(self.reset_after)),
+        );
         if let Some(retry) = self.retry_after {
             headers.insert("retry-after", HeaderValue::from(ceil_secs(retry).max(1)));
         }

@@ -62,10 +62,8 @@ pub async fn track_metrics(request: Request, next: Next) -> axum::response::Resp
 
 /// One span per request with its id, method and route; headers (which carry
 /// keys) are never recorded.
-pub fn trace_layer() -> TraceLayer<
-    SharedClassifier<ServerErrorsAsFailures>,
-    impl Fn(&Request) -> Span + Clone,
-> {
+pub fn trace_layer()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, impl Fn(&Request) -> Span + Clone> {
     TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let request_id = request
             .headers()

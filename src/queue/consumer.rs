@@ -4,7 +4,7 @@ use std::{collections::HashMap, time::Duration};
 
 use fred::{
     prelude::*,
-    types::streams::{XCap, XID, XReadResponse},
+    types::streams::{XCap, XID},
 };
 
 use super::entry;
@@ -76,11 +76,13 @@ impl Consumer {
 
     /// New entries from any shard, waiting up to `block` for some to arrive.
     pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
-        let streams: Vec<String> = (0..self.keys.shards()).map(|s| self.keys.stream(s)).collect();
+        let streams: Vec<String> = (0..self.keys.shards())
+            .map(|s| self.keys.stream(s))
+            .collect();
         let ids: Vec<XID> = streams.iter().map(|_| XID::NewInGroup).collect();
-        let reply: XReadResponse<String, String, String, String> = self
+        let reply: Value = self
             .reader
-            .xreadgroup_map(
+            .xreadgroup(
                 self.group.as_str(),
                 self.name.as_str(),
                 Some(count),
@@ -91,12 +93,23 @@ impl Consumer {
             )
             .await?;
         let mut out = Vec::new();
-        for shard in 0..self.keys.shards() {
-            let Some(entries) = reply.get(&self.keys.stream(shard)) else {
+        if reply.is_null() {
+            return Ok(out);
+        }
+        // Nil when the block timed out; otherwise `[[stream, [entry, ...]], ...]`.
+        for per_stream in reply.into_array() {
+            let mut pair = per_stream.into_array().into_iter();
+            let (Some(stream), Some(entries)) =
+                (pair.next().and_then(|v| v.as_string()), pair.next())
+            else {
                 continue;
             };
-            for (entry_id, fields) in entries {
-                self.push_parsed(&mut out, shard, entry_id, fields);
+            let Some(shard) = (0..self.keys.shards()).find(|&s| self.keys.stream(s) == stream)
+            else {
+                continue;
+            };
+            for (entry_id, fields) in parse_entries(entries) {
+                self.push_parsed(&mut out, shard, &entry_id, &fields);
             }
         }
         Ok(out)
@@ -104,7 +117,11 @@ impl Consumer {
 
     /// Takes over entries that another consumer of the group read more than
     /// `min_idle` ago and never acknowledged: that consumer has died.
-    pub async fn claim_stale(&self, min_idle: Duration, count: u64) -> Result<Vec<Delivery>, RedisError> {
+    pub async fn claim_stale(
+        &self,
+        min_idle: Duration,
+        count: u64,
+    ) -> Result<Vec<Delivery>, RedisError> {
         let mut out = Vec::new();
         for shard in 0..self.keys.shards() {
             let mut cursor = "0-0".to_owned();
@@ -175,7 +192,10 @@ impl Consumer {
             let mut keep_from: Option<(u64, u64)> = None;
             let mut pending_here = 0;
             for group in &groups {
-                let name = group.get("name").and_then(Value::as_string).unwrap_or_default();
+                let name = group
+                    .get("name")
+                    .and_then(Value::as_string)
+                    .unwrap_or_default();
                 let pending = group.get("pending").and_then(Value::as_u64).unwrap_or(0);
                 let last = group
                     .get("last-delivered-id")
@@ -206,7 +226,11 @@ impl Consumer {
         Ok(stats)
     }
 
-    async fn oldest_pending(&self, stream: &str, group: &str) -> Result<Option<(u64, u64)>, RedisError> {
+    async fn oldest_pending(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<Option<(u64, u64)>, RedisError> {
         let summary: Vec<Value> = self.pool.xpending(stream, group, ()).await?;
         Ok(summary
             .get(1)
@@ -243,10 +267,19 @@ fn parse_autoclaim(reply: Value) -> Result<(String, Vec<Entry>), RedisError> {
     let bad = || RedisError::Reply("malformed XAUTOCLAIM reply".into());
     let mut parts = reply.into_array().into_iter();
     let next = parts.next().and_then(|v| v.as_string()).ok_or_else(bad)?;
-    let mut entries = Vec::new();
-    for raw in parts.next().map(Value::into_array).unwrap_or_default() {
+    Ok((next, parts.next().map(parse_entries).unwrap_or_default()))
+}
+
+/// `[[id, [field, value, ...]], ...]`; entries deleted meanwhile (nil) are skipped.
+fn parse_entries(entries: Value) -> Vec<Entry> {
+    let mut out = Vec::new();
+    if entries.is_null() {
+        return out;
+    }
+    for raw in entries.into_array() {
         let mut pair = raw.into_array().into_iter();
-        let (Some(id), Some(fields)) = (pair.next().and_then(|v| v.as_string()), pair.next()) else {
+        let (Some(id), Some(fields)) = (pair.next().and_then(|v| v.as_string()), pair.next())
+        else {
             continue;
         };
         let flat = fields.into_array();
@@ -254,9 +287,9 @@ fn parse_autoclaim(reply: Value) -> Result<(String, Vec<Entry>), RedisError> {
             .chunks(2)
             .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
             .collect();
-        entries.push((id, map));
+        out.push((id, map));
     }
-    Ok((next, entries))
+    out
 }
 
 #[cfg(test)]

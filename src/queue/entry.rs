@@ -48,10 +48,9 @@ pub fn from_fields(fields: &HashMap<String, String>) -> Result<EventRecord, Redi
         event_type: get("type")?.clone(),
         dedup_id: fields.get("dedup").cloned(),
         payload: get("payload")?.clone(),
-        created_at: Utc
-            .timestamp_millis_opt(millis)
-            .single()
-            .ok_or_else(|| RedisError::Reply(format!("stream entry `ts` out of range: {millis}")))?,
+        created_at: Utc.timestamp_millis_opt(millis).single().ok_or_else(|| {
+            RedisError::Reply(format!("stream entry `ts` out of range: {millis}"))
+        })?,
     })
 }
 
@@ -69,7 +68,9 @@ mod tests {
             event_type: "order.created".into(),
             dedup_id: Some("o-1".into()),
             payload: r#"{"a":[1,2,{"b":"ü"}]}"#.into(),
-            created_at: Utc.timestamp_millis_opt(created_at.timestamp_millis()).unwrap(),
+            created_at: Utc
+                .timestamp_millis_opt(created_at.timestamp_millis())
+                .unwrap(),
         };
         let values = to_fields(&event);
         let map: HashMap<String, String> = values

@@ -45,7 +45,9 @@ use crate::{
 pub enum Admission {
     Accepted,
     /// The `dedup_id` was used by this event within the dedup window.
-    Duplicate { original_id: String },
+    Duplicate {
+        original_id: String,
+    },
     RateLimited,
 }
 
@@ -130,7 +132,12 @@ impl Queue {
         };
         let entries: Vec<(String, std::collections::HashMap<String, String>)> = self
             .pool
-            .xrange(self.keys.stream(shard), entry_id.as_str(), entry_id.as_str(), Some(1))
+            .xrange(
+                self.keys.stream(shard),
+                entry_id.as_str(),
+                entry_id.as_str(),
+                Some(1),
+            )
             .await?;
         let Some((_, fields)) = entries.into_iter().next() else {
             return Ok(None);

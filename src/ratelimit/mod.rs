@@ -33,7 +33,11 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// Reads the `remaining, reset_ms, retry_after_ms` triple the scripts return.
-    pub(crate) fn from_reply(limit: u32, allowed: bool, fields: &[Value]) -> Result<Self, RedisError> {
+    pub(crate) fn from_reply(
+        limit: u32,
+        allowed: bool,
+        fields: &[Value],
+    ) -> Result<Self, RedisError> {
         let int = |i: usize| {
             fields
                 .get(i)
@@ -77,6 +81,10 @@ impl RateLimiter {
             )
             .await?;
         let allowed = reply.first().and_then(Value::as_i64) == Some(1);
-        RateLimit::from_reply(org.rate_limit_per_minute, allowed, reply.get(1..).unwrap_or(&[]))
+        RateLimit::from_reply(
+            org.rate_limit_per_minute,
+            allowed,
+            reply.get(1..).unwrap_or(&[]),
+        )
     }
 }

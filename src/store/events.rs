@@ -76,7 +76,11 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    pub async fn event(&self, organization_id: Uuid, id: Uuid) -> Result<Option<EventRow>, StoreError> {
+    pub async fn event(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<EventRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND organization_id = $2"
         ))

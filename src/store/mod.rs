@@ -17,12 +17,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // The causes are part of the message rather than `source`s, so a report
+    // printing the whole chain does not repeat them.
     #[error("cannot reach Postgres: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     #[error("Postgres query failed: {0}")]
-    Query(#[source] sqlx::Error),
+    Query(sqlx::Error),
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migration(err)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

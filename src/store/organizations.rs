@@ -42,9 +42,10 @@ pub struct KeyCredentials {
 
 impl KeyCredentials {
     pub fn context(&self) -> Result<OrgContext, StoreError> {
-        let tier = self.tier.parse::<Tier>().map_err(|e| {
-            StoreError::Query(sqlx::Error::Decode(Box::new(e)))
-        })?;
+        let tier = self
+            .tier
+            .parse::<Tier>()
+            .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
         Ok(OrgContext {
             organization_id: self.organization_id,
             key_id: self.key_id,

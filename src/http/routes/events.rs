@@ -51,7 +51,9 @@ impl NewEvent {
             }
         }
         if !self.payload.get().starts_with('{') {
-            return Err(ApiError::Unprocessable("`payload` must be a JSON object".into()));
+            return Err(ApiError::Unprocessable(
+                "`payload` must be a JSON object".into(),
+            ));
         }
         Ok(())
     }
@@ -254,7 +256,9 @@ pub async fn inbox(
     let statuses = parse_statuses(params.status.as_deref())?;
     let page_size = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&page_size) {
-        return Err(ApiError::Unprocessable("`limit` must be between 1 and 1000".into()));
+        return Err(ApiError::Unprocessable(
+            "`limit` must be between 1 and 1000".into(),
+        ));
     }
     let before = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
@@ -277,7 +281,11 @@ pub async fn inbox(
         .await?;
     let next_cursor = page
         .has_more
-        .then(|| page.events.last().map(|e| URL_SAFE_NO_PAD.encode(e.id.as_bytes())))
+        .then(|| {
+            page.events
+                .last()
+                .map(|e| URL_SAFE_NO_PAD.encode(e.id.as_bytes()))
+        })
         .flatten();
     let body = InboxResponse {
         has_more: page.has_more,

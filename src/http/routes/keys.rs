@@ -144,7 +144,10 @@ pub async fn info(
     Limited { key, limit }: Limited,
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = key.org.organization_id;
-    let (org, keys) = tokio::try_join!(state.store.organization(org_id), state.store.api_keys(org_id))?;
+    let (org, keys) = tokio::try_join!(
+        state.store.organization(org_id),
+        state.store.api_keys(org_id)
+    )?;
     let org = org.ok_or(ApiError::NotFound("organization not found"))?;
     let body = OrganizationInfo {
         organization_id: org.id,

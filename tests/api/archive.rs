@@ -1,0 +1,133 @@
+//! The archiver under failure: nothing accepted is lost, nothing is archived
+//! twice, and streams are trimmed only below what every group acknowledged.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+use serde_json::json;
+use triggers_api::{
+    config::Role,
+    queue::Consumer,
+    redis::{Keys, connect_client},
+};
+
+use crate::helpers::{
+    archived_count, db, eventually, redis, spawn, test_config, unique_prefix, wait_archived,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_read_and_ack_loses_nothing() {
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix);
+    config.role = Role::Api;
+    let api = spawn(config.clone()).await;
+    let org = api.create_org("pro").await;
+    let ids = [
+        api.send(&org.key, "doomed", json!({ "n": 1 })).await,
+        api.send(&org.key, "doomed", json!({ "n": 2 })).await,
+    ];
+
+    // A worker reads the entries (XREADGROUP) and dies before XACK.
+    let pool = redis().await;
+    let keys = Keys::new(&prefix, config.stream_shards);
+    let reader = connect_client(&config.redis_url).await.unwrap();
+    let doomed = Consumer::join(
+        reader,
+        pool.clone(),
+        keys.clone(),
+        "archive",
+        "doomed-worker",
+    )
+    .await
+    .unwrap();
+    let taken = doomed
+        .read_new(100, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    drop(doomed);
+    let shard = taken[0].shard;
+    let pending: Vec<Value> = pool
+        .xpending(keys.stream(shard), "archive", ())
+        .await
+        .unwrap();
+    assert_eq!(
+        pending[0].as_u64(),
+        Some(2),
+        "the dead worker holds both entries"
+    );
+
+    // A live worker takes them over after the visibility timeout.
+    let mut worker_config = test_config(&prefix);
+    worker_config.role = Role::Worker;
+    worker_config.visibility_timeout = Duration::from_secs(1);
+    let worker = spawn(worker_config).await;
+    let db = db().await;
+    for id in &ids {
+        wait_archived(&db, id).await;
+    }
+    eventually(Duration::from_secs(10), || async {
+        let pending: Vec<Value> = pool
+            .xpending(keys.stream(shard), "archive", ())
+            .await
+            .unwrap();
+        pending[0].as_u64() == Some(0)
+    })
+    .await;
+    // Archived once each, with what the client sent.
+    for id in &ids {
+        assert_eq!(archived_count(&db, id).await, 1);
+    }
+    let event: serde_json::Value = api
+        .get(&org.key, &format!("/api/events/{}", ids[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["payload"], json!({ "n": 2 }));
+    worker.stop().await;
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix);
+    config.stream_shards = 1;
+    let app = spawn(config.clone()).await;
+    let keys = Keys::new(&prefix, 1);
+    let pool = redis().await;
+    // A second group (say, a delivery worker) that has read nothing yet.
+    let reader = connect_client(&config.redis_url).await.unwrap();
+    let laggard = Consumer::join(reader, pool.clone(), keys.clone(), "laggard", "slow")
+        .await
+        .unwrap();
+
+    let org = app.create_org("pro").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.send(&org.key, "kept", json!({ "n": n })).await);
+    }
+    let db = db().await;
+    for id in &ids {
+        wait_archived(&db, id).await;
+    }
+    // The archiver trims every 5 s; the laggard still needs every entry.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let length: u64 = pool.xlen(keys.stream(0)).await.unwrap();
+    assert_eq!(length, 5);
+
+    // Once the laggard has acknowledged them, they go.
+    let read = laggard
+        .read_new(100, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 5);
+    laggard.ack(&read).await.unwrap();
+    eventually(Duration::from_secs(10), || async {
+        let length: u64 = pool.xlen(keys.stream(0)).await.unwrap();
+        length == 0
+    })
+    .await;
+    app.stop().await;
+}

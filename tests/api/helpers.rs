@@ -1,0 +1,205 @@
+//! Starting the service in-process, on a random port, in a world of its own:
+//! each test gets its own Redis key prefix and its own organizations.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use fred::prelude::Pool;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use triggers_api::config::{Config, Role};
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub base: String,
+    pub config: Config,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct Org {
+    pub id: String,
+    pub key: String,
+}
+
+/// A configuration for one test world; `prefix` isolates its Redis keys.
+pub fn test_config(prefix: &str) -> Config {
+    let mut config = Config::from_env().expect("configuration from the environment");
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.redis_prefix = prefix.to_owned();
+    config.consumer_name = Some(format!("test-{}", Uuid::new_v4().simple()));
+    config.stream_shards = 2;
+    config.db_pool_size = 4;
+    config.redis_pool_size = 2;
+    config.visibility_timeout = Duration::from_secs(2);
+    config.shutdown_timeout = Duration::from_secs(5);
+    config
+}
+
+pub fn unique_prefix() -> String {
+    format!("test-{}", Uuid::new_v4().simple())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn(test_config(&unique_prefix())).await
+}
+
+pub async fn spawn(config: Config) -> TestApp {
+    let listener = TcpListener::bind(config.listen).await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(triggers_api::run(
+        config.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let app = TestApp {
+        base: format!("http://{addr}"),
+        config,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        shutdown,
+        handle,
+    };
+    eventually(Duration::from_secs(30), || async {
+        app.client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    app
+}
+
+/// Polls `check` every 50 ms until it holds; panics after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A second replica of the same deployment: same Redis prefix and
+    /// database, its own port and consumer name.
+    pub async fn replica(&self, role: Role) -> TestApp {
+        let mut config = test_config(&self.config.redis_prefix);
+        config.role = role;
+        spawn(config).await
+    }
+
+    pub async fn create_org(&self, tier: &str) -> Org {
+        let response = self
+            .client
+            .post(self.url("/api/keys/generate"))
+            .json(&json!({ "organization_name": format!("org-{}", Uuid::new_v4()), "tier": tier }))
+            .send()
+            .await
+            .expect("generate");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("json");
+        Org {
+            id: body["organization_id"].as_str().expect("id").to_owned(),
+            key: body["api_key"].as_str().expect("key").to_owned(),
+        }
+    }
+
+    pub async fn post_event(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/events"))
+            .header("x-api-key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("post event")
+    }
+
+    /// Posts a valid event and returns its id.
+    pub async fn send(&self, key: &str, event_type: &str, payload: Value) -> String {
+        let response = self
+            .post_event(key, &json!({ "type": event_type, "payload": payload }))
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("json");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("get")
+    }
+
+    pub async fn post(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .expect("service stops in time")
+            .expect("service task");
+        outcome.expect("service ran without error");
+    }
+}
+
+pub async fn db() -> sqlx::PgPool {
+    let config = Config::from_env().expect("configuration from the environment");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&config.database.database_url)
+        .await
+        .expect("connect to Postgres")
+}
+
+pub async fn redis() -> Pool {
+    let config = Config::from_env().expect("configuration from the environment");
+    triggers_api::redis::connect_pool(&config.redis_url, 1)
+        .await
+        .expect("connect to Redis")
+}
+
+/// How many times the archive holds the event.
+pub async fn archived_count(db: &sqlx::PgPool, id: &str) -> i64 {
+    let id: Uuid = id.parse().expect("uuid");
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE id = $1")
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+pub async fn wait_archived(db: &sqlx::PgPool, id: &str) {
+    eventually(Duration::from_secs(15), || async {
+        archived_count(db, id).await == 1
+    })
+    .await;
+}

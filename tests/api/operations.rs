@@ -1,0 +1,93 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use triggers_api::config::Role;
+
+use crate::helpers::{spawn, spawn_app, test_config, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_request_ids() {
+    let app = spawn_app().await;
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        json!({ "status": "ready", "postgres": "ok", "redis": "ok" })
+    );
+
+    let org = app.create_org("free").await;
+    app.send(&org.key, "metered", json!({})).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "triggers_http_requests_total",
+        "triggers_http_request_duration_seconds_bucket",
+        "triggers_events_accepted_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(metrics.contains(r#"route="/api/events""#));
+    assert!(!metrics.contains(&org.key), "a key leaked into metrics");
+
+    // A caller's request id is kept; otherwise one is minted.
+    let echoed = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "req-123");
+    let minted = app.client.get(app.url("/health")).send().await.unwrap();
+    assert!(!minted.headers()["x-request-id"].is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_only_process_serves_probes_but_not_the_api() {
+    let mut config = test_config(&unique_prefix());
+    config.role = Role::Worker;
+    let worker = spawn(config).await;
+    for path in ["/health", "/ready", "/metrics"] {
+        let response = worker.client.get(worker.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let api = worker
+        .client
+        .post(worker.url("/api/keys/generate"))
+        .json(&json!({ "organization_name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_dependencies_are_a_clear_error_not_a_panic() {
+    let mut config = test_config(&unique_prefix());
+    config.redis_url = "redis://127.0.0.1:1".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = triggers_api::run(config, listener, Default::default())
+        .await
+        .expect_err("Redis is unreachable");
+    assert!(
+        format!("{err:#}").contains("cannot connect to Redis"),
+        "{err:#}"
+    );
+}
