@@ -42,6 +42,10 @@ impl FromRequestParts<AppState> for ApiKey {
             .filter(|k| !k.is_empty())
             .ok_or(AuthError::Missing)?;
         let org = state.auth.authenticate(presented).await?;
+        tracing::Span::current().record(
+            "organization_id",
+            tracing::field::display(org.organization_id),
+        );
         Ok(ApiKey {
             org,
             presented: presented.to_owned(),

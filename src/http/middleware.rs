@@ -60,8 +60,8 @@ pub async fn track_metrics(request: Request, next: Next) -> axum::response::Resp
     response
 }
 
-/// One span per request with its id, method and route; headers (which carry
-/// keys) are never recorded.
+/// One span per request with its id, method and route, and the organization
+/// and event once known; headers (which carry keys) are never recorded.
 pub fn trace_layer()
 -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, impl Fn(&Request) -> Span + Clone> {
     TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -75,6 +75,13 @@ pub fn trace_layer()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str)
             .unwrap_or_default();
-        tracing::info_span!("request", request_id, method = %request.method(), route)
+        tracing::info_span!(
+            "request",
+            request_id,
+            method = %request.method(),
+            route,
+            organization_id = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+        )
     })
 }

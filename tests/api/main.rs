@@ -6,5 +6,6 @@ mod flow;
 mod helpers;
 mod isolation;
 mod operations;
+mod process;
 mod replicas;
 mod validation;

@@ -97,6 +97,7 @@ pub async fn ingest(
         }
     };
     let (id, created_at) = mint_event_id();
+    tracing::Span::current().record("event_id", tracing::field::display(id));
     let record = EventRecord {
         id,
         organization_id: org.organization_id,

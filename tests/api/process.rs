@@ -1,0 +1,127 @@
+//! The real binary: killed hard it loses nothing, stopped with SIGTERM it
+//! exits cleanly, and its logs never contain a key.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{db, eventually, unique_prefix, wait_archived};
+
+struct Process {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+async fn start(prefix: &str, name: &str) -> Process {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let log = std::env::temp_dir().join(format!("{prefix}-{name}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_triggers-api"))
+        .arg("serve")
+        .env("TRIGGERS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRIGGERS_REDIS_PREFIX", prefix)
+        .env("TRIGGERS_STREAM_SHARDS", "2")
+        .env("TRIGGERS_VISIBILITY_TIMEOUT", "1s")
+        .env("TRIGGERS_CONSUMER_NAME", format!("{prefix}-{name}"))
+        .env("TRIGGERS_DB_POOL_SIZE", "4")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(file.try_clone().expect("log file")))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start triggers-api");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || async {
+        client
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    Process { child, base, log }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_loses_no_accepted_event_and_sigterm_stops_cleanly() {
+    let prefix = unique_prefix();
+    let client = reqwest::Client::new();
+    let mut first = start(&prefix, "first").await;
+
+    let created: Value = client
+        .post(format!("{}/api/keys/generate", first.base))
+        .json(&json!({ "organization_name": "killed", "tier": "pro" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let response = client
+            .post(format!("{}/api/events", first.base))
+            .header("x-api-key", &key)
+            .json(&json!({ "type": "before.kill", "payload": { "n": n } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // SIGKILL: no chance to finish anything.
+    first.child.kill().await.unwrap();
+
+    let mut second = start(&prefix, "second").await;
+    let db = db().await;
+    for id in &ids {
+        wait_archived(&db, id).await;
+    }
+    let rotated = client
+        .post(format!("{}/api/keys/rotate", second.base))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let new_key = rotated.json::<Value>().await.unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let pid = second.child.id().expect("running").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), second.child.wait())
+        .await
+        .expect("stops within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+
+    for process in [&first, &second] {
+        let log = std::fs::read_to_string(&process.log).unwrap();
+        assert!(!log.is_empty());
+        assert!(!log.contains(&key), "an API key is in {:?}", process.log);
+        assert!(
+            !log.contains(&new_key),
+            "an API key is in {:?}",
+            process.log
+        );
+        // keep
+    }
+}
