@@ -22,7 +22,8 @@ use crate::{
 /// The consumer group of the archivers.
 pub const GROUP: &str = "archive";
 const READ_BLOCK: Duration = Duration::from_secs(1);
-const TRIM_EVERY: Duration = Duration::from_secs(5);
+// Frequent trims keep each one small, so none stalls Redis noticeably.
+const TRIM_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

@@ -10,10 +10,16 @@
 
 pub mod keys;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use fred::{clients::SubscriberClient, prelude::*};
-use moka::sync::Cache;
+use moka::future::Cache;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +48,9 @@ pub enum AuthError {
     Redis(#[from] RedisError),
     #[error("key verification failed: {0}")]
     Internal(String),
+    /// A failure of a lookup that several requests were waiting on.
+    #[error(transparent)]
+    Shared(Arc<AuthError>),
 }
 
 #[derive(Clone)]
@@ -73,36 +82,45 @@ impl Authenticator {
     }
 
     /// The organization `presented` belongs to, or `AuthError::Invalid`.
+    /// Concurrent first requests with the same key share one lookup, so a
+    /// burst of them runs argon2 once, not once each.
     pub async fn authenticate(&self, presented: &str) -> Result<Arc<OrgContext>, AuthError> {
         let digest = keys::digest(presented);
-        if let Some(cached) = self.local.get(&digest) {
+        let loaded = AtomicBool::new(false);
+        let cached = self
+            .local
+            .try_get_with(digest, async {
+                loaded.store(true, Ordering::Relaxed);
+                self.load(digest, presented).await
+            })
+            .await
+            .map_err(AuthError::Shared)?;
+        if !loaded.load(Ordering::Relaxed) {
             metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "memory").increment(1);
-            return match cached {
-                Cached::Valid(org) => Ok(org),
-                Cached::Rejected => Err(AuthError::Invalid),
-            };
         }
+        match cached {
+            Cached::Valid(org) => Ok(org),
+            Cached::Rejected => Err(AuthError::Invalid),
+        }
+    }
+
+    /// Redis, then Postgres and argon2; the outcome is shared through Redis.
+    async fn load(&self, digest: [u8; 32], presented: &str) -> Result<Cached, AuthError> {
         let redis_key = self.keys.api_key(&hex::encode(digest));
         let shared: Option<String> = self.pool.get(&redis_key).await.map_err(RedisError::from)?;
         if let Some(shared) = shared {
             metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "redis").increment(1);
-            let cached = match serde_json::from_str::<OrgContext>(&shared) {
+            return Ok(match serde_json::from_str::<OrgContext>(&shared) {
                 Ok(org) => Cached::Valid(Arc::new(org)),
                 Err(_) => Cached::Rejected,
-            };
-            self.local.insert(digest, cached.clone());
-            return match cached {
-                Cached::Valid(org) => Ok(org),
-                Cached::Rejected => Err(AuthError::Invalid),
-            };
+            });
         }
         metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
-        let verified = self.verify_in_store(presented).await?;
-        let (value, ttl, cached) = match &verified {
+        let (value, ttl, cached) = match self.verify_in_store(presented).await? {
             Some(org) => (
-                serde_json::to_string(org).map_err(|e| AuthError::Internal(e.to_string()))?,
+                serde_json::to_string(&org).map_err(|e| AuthError::Internal(e.to_string()))?,
                 REDIS_TTL,
-                Cached::Valid(Arc::clone(org)),
+                Cached::Valid(org),
             ),
             None => (REJECTED.to_owned(), REJECTED_TTL, Cached::Rejected),
         };
@@ -117,8 +135,7 @@ impl Authenticator {
             )
             .await
             .map_err(RedisError::from)?;
-        self.local.insert(digest, cached);
-        verified.ok_or(AuthError::Invalid)
+        Ok(cached)
     }
 
     async fn verify_in_store(&self, presented: &str) -> Result<Option<Arc<OrgContext>>, AuthError> {
@@ -145,7 +162,7 @@ impl Authenticator {
     pub async fn forget(&self, presented: &str) -> Result<(), AuthError> {
         let digest = keys::digest(presented);
         let digest_hex = hex::encode(digest);
-        self.local.invalidate(&digest);
+        self.local.invalidate(&digest).await;
         let _: i64 = self
             .pool
             .del(self.keys.api_key(&digest_hex))
@@ -183,7 +200,7 @@ impl Authenticator {
                                 .and_then(|h| hex::decode(h).ok())
                                 .and_then(|b| <[u8; 32]>::try_from(b).ok());
                             match digest {
-                                Some(digest) => local.invalidate(&digest),
+                                Some(digest) => local.invalidate(&digest).await,
                                 None => local.invalidate_all(),
                             }
                         }

@@ -127,6 +127,12 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        (&err).into()
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(err: &StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ApiError::Unavailable(err.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -136,6 +142,12 @@ impl From<StoreError> for ApiError {
 
 impl From<RedisError> for ApiError {
     fn from(err: RedisError) -> Self {
+        (&err).into()
+    }
+}
+
+impl From<&RedisError> for ApiError {
+    fn from(err: &RedisError) -> Self {
         match err {
             RedisError::Command(_) => ApiError::Unavailable(err.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -145,6 +157,12 @@ impl From<RedisError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
+        (&err).into()
+    }
+}
+
+impl From<&AuthError> for ApiError {
+    fn from(err: &AuthError) -> Self {
         match err {
             AuthError::Missing => ApiError::Unauthorized(
                 "missing API key: send it in the X-API-Key header (or Authorization: Bearer)",
@@ -152,7 +170,8 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid => ApiError::Unauthorized("invalid or revoked API key"),
             AuthError::Store(e) => e.into(),
             AuthError::Redis(e) => e.into(),
-            AuthError::Internal(e) => ApiError::Internal(e),
+            AuthError::Internal(e) => ApiError::Internal(e.clone()),
+            AuthError::Shared(e) => e.as_ref().into(),
         }
     }
 }

@@ -213,7 +213,10 @@ impl Consumer {
                 keep_from = Some(keep_from.map_or(needed, |k| k.min(needed)));
             }
             if let Some((ms, seq)) = keep_from {
-                let cap = XCap::try_from(("MINID", "=", format!("{ms}-{seq}")))?;
+                // Approximate trimming frees whole radix-tree nodes only: far
+                // cheaper for Redis than exact trimming, and never removes
+                // anything at or above the given id.
+                let cap = XCap::try_from(("MINID", "~", format!("{ms}-{seq}")))?;
                 let _: i64 = self.pool.xtrim(&stream, cap).await?;
             }
             let length: u64 = self.pool.xlen(&stream).await?;
