@@ -129,9 +129,50 @@ pub struct Config {
     #[arg(long, env = "TRIGGERS_REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// Allow webhooks to loopback, private and link-local addresses (for
+    /// development and tests; never on a multi-tenant deployment).
+    #[arg(long, env = "TRIGGERS_ALLOW_PRIVATE_WEBHOOKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_webhooks: bool,
+
+    /// Time allowed to connect to a webhook endpoint.
+    #[arg(long, env = "TRIGGERS_WEBHOOK_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_connect_timeout: Duration,
+
+    /// Time allowed for a whole webhook request, response included.
+    #[arg(long, env = "TRIGGERS_WEBHOOK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Delays before each retry of a failed delivery, after the immediate
+    /// first attempt; the event is dead-lettered after the last one.
+    #[arg(long, env = "TRIGGERS_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
+    pub retry_schedule: RetrySchedule,
+
+    /// Most webhook requests in flight in this process.
+    #[arg(long, env = "TRIGGERS_DELIVERY_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub delivery_concurrency: u32,
+
+    /// Most webhook requests in flight for one organization in this process,
+    /// so one slow endpoint cannot take every delivery slot.
+    #[arg(long, env = "TRIGGERS_DELIVERY_PER_ORG", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub delivery_per_org: u32,
+
     /// Longest time a graceful shutdown waits for in-flight work.
     #[arg(long, env = "TRIGGERS_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// Delays between delivery attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+fn parse_schedule(raw: &str) -> Result<RetrySchedule, String> {
+    let delays = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RetrySchedule(delays))
 }
 
 impl Config {

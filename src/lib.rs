@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod metrics;
@@ -15,8 +16,9 @@ pub mod redis;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -26,8 +28,9 @@ use crate::{
     archive::Archiver,
     auth::Authenticator,
     config::Config,
+    delivery::{DeliveryWorker, Limits, Retries, Sender},
     http::AppState,
-    queue::{Consumer, Queue},
+    queue::{Consumer, Queue, StreamKind},
     ratelimit::RateLimiter,
     redis::Keys,
     store::Store,
@@ -68,24 +71,58 @@ pub async fn run(
         auth.listen_for_revocations(subscriber, shutdown.clone())
             .await?;
     }
+    let retries = Retries::new(pool.clone(), keys.clone(), config.retry_schedule.0.clone());
     if config.role.runs_workers() {
-        let reader = redis::connect_client(&config.redis_url).await?;
-        let consumer = Consumer::join(
-            reader,
+        let name = config.consumer_name();
+        // Both groups exist before either worker trims a stream, so neither
+        // can trim away an entry the other has not consumed.
+        let archive_consumer = Consumer::join(
+            redis::connect_client(&config.redis_url).await?,
             pool.clone(),
-            keys.clone(),
+            &keys,
+            &[StreamKind::Events],
             archive::GROUP,
-            &config.consumer_name(),
+            &name,
+        )
+        .await?;
+        let delivery_consumer = Consumer::join(
+            redis::connect_client(&config.redis_url).await?,
+            pool.clone(),
+            &keys,
+            &[StreamKind::Events, StreamKind::Redeliver],
+            delivery::GROUP,
+            &name,
         )
         .await?;
         let archiver = Archiver::new(
             store.clone(),
             queue.clone(),
-            consumer,
+            archive_consumer,
             config.archive_batch,
             config.visibility_timeout,
         );
         tasks.spawn(archiver.run(shutdown.clone()));
+        let sender = Sender::new(
+            config.webhook_connect_timeout,
+            config.webhook_timeout,
+            config.allow_private_webhooks,
+        )
+        .context("cannot build the webhook HTTP client")?;
+        let limits = Limits {
+            total: config.delivery_concurrency,
+            per_org: config.delivery_per_org,
+            claim_after: config
+                .visibility_timeout
+                .max(config.webhook_timeout + Duration::from_secs(5)),
+        };
+        let worker = DeliveryWorker::new(
+            store.clone(),
+            delivery_consumer,
+            sender,
+            retries.clone(),
+            limits,
+        );
+        tasks.spawn(worker.run(shutdown.clone()));
     }
     tasks.close();
 
@@ -94,6 +131,7 @@ pub async fn run(
         store,
         queue,
         limiter: RateLimiter::new(pool.clone(), keys),
+        retries,
         auth,
         metrics: metrics::handle(),
     };

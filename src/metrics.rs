@@ -14,9 +14,17 @@ pub const ARCHIVE_ERRORS: &str = "triggers_archive_errors_total";
 pub const STREAM_LENGTH: &str = "triggers_stream_length";
 pub const STREAM_PENDING: &str = "triggers_stream_pending";
 pub const AUTH_LOOKUPS: &str = "triggers_auth_lookups_total";
+pub const DELIVERIES: &str = "triggers_deliveries_total";
+pub const DELIVERY_DURATION: &str = "triggers_delivery_duration_seconds";
+pub const DELIVERY_END_TO_END: &str = "triggers_delivery_end_to_end_seconds";
+pub const DELIVERIES_IN_FLIGHT: &str = "triggers_deliveries_in_flight";
+pub const DELIVERIES_DEFERRED: &str = "triggers_deliveries_deferred_total";
+pub const RETRIES_SCHEDULED: &str = "triggers_retries_scheduled";
+pub const DEAD_LETTERS: &str = "triggers_dead_letters_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

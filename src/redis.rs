@@ -128,6 +128,26 @@ impl Keys {
         self.tagged(shard, "unarchived")
     }
 
+    /// Deliveries to (re)try now: due retries and replays.
+    pub fn redeliver(&self, shard: u16) -> String {
+        self.tagged(shard, "redeliver")
+    }
+
+    /// Scheduled retries: event id scored by when it is due (ms).
+    pub fn retry_set(&self, shard: u16) -> String {
+        self.tagged(shard, "retry")
+    }
+
+    /// What each scheduled retry will send: event id -> stream entry fields.
+    pub fn retry_data(&self, shard: u16) -> String {
+        self.tagged(shard, "retry-data")
+    }
+
+    /// Events whose every delivery attempt failed.
+    pub fn dead_letters(&self, shard: u16) -> String {
+        self.tagged(shard, "dead")
+    }
+
     pub fn rate_limit(&self, organization_id: Uuid) -> String {
         self.tagged(
             self.shard_of(organization_id),

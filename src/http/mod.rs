@@ -12,6 +12,8 @@ mod headers;
 mod middleware;
 mod routes;
 
+pub use routes::{rfc3339, rfc3339_opt};
+
 use std::sync::Arc;
 
 use axum::{
@@ -26,7 +28,7 @@ use tower_http::{
 };
 
 use crate::{
-    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, queue::Queue,
+    auth::Authenticator, config::Config, delivery::Retries, domain::MAX_BODY_BYTES, queue::Queue,
     ratelimit::RateLimiter, store::Store,
 };
 
@@ -38,6 +40,7 @@ pub struct AppState {
     pub queue: Queue,
     pub auth: Authenticator,
     pub limiter: RateLimiter,
+    pub retries: Retries,
     pub metrics: PrometheusHandle,
 }
 
@@ -54,7 +57,18 @@ pub fn router(state: AppState) -> Router {
             .route("/api/events", post(routes::events::ingest))
             .route("/api/events/{id}", get(routes::events::get))
             .route("/api/inbox", get(routes::events::inbox))
-            .route("/api/ack/{id}", post(routes::events::ack));
+            .route("/api/ack/{id}", post(routes::events::ack))
+            .route("/api/events/{id}/attempts", get(routes::webhooks::attempts))
+            .route("/api/events/{id}/replay", post(routes::webhooks::replay))
+            .route(
+                "/api/dlq/replay",
+                post(routes::webhooks::replay_dead_letters),
+            )
+            .route("/api/webhook/config", post(routes::webhooks::configure))
+            .route(
+                "/api/webhook/config/rotate-secret",
+                post(routes::webhooks::rotate_secret),
+            );
     }
     app.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

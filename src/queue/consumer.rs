@@ -17,14 +17,39 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub shard: u16,
+    /// The stream it was read from.
+    pub stream: String,
     pub entry_id: String,
     pub event: EventRecord,
+    /// Which delivery attempt of the event this is, counting every series.
+    pub attempt: u32,
+    /// Its position in the current retry series (0: the first attempt).
+    pub series_try: u32,
 }
 
-/// One shard stream's size and backlog, for metrics.
-#[derive(Debug, Clone, Copy)]
+/// The streams of a shard a group can consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Accepted events.
+    Events,
+    /// Due delivery retries and replays.
+    Redeliver,
+}
+
+impl StreamKind {
+    fn key(self, keys: &Keys, shard: u16) -> String {
+        match self {
+            StreamKind::Events => keys.stream(shard),
+            StreamKind::Redeliver => keys.redeliver(shard),
+        }
+    }
+}
+
+/// One stream's size and backlog, for metrics.
+#[derive(Debug, Clone)]
 pub struct StreamStats {
     pub shard: u16,
+    pub stream: String,
     pub length: u64,
     /// Entries this consumer's group read but has not acknowledged.
     pub pending: u64,
@@ -35,7 +60,8 @@ pub struct Consumer {
     /// Blocking reads stall their connection, so they get one of their own.
     reader: Client,
     pool: Pool,
-    keys: Keys,
+    /// Every stream read, with its shard.
+    streams: Vec<(u16, String)>,
     group: String,
     name: String,
 }
@@ -47,13 +73,18 @@ impl Consumer {
     pub async fn join(
         reader: Client,
         pool: Pool,
-        keys: Keys,
+        keys: &Keys,
+        kinds: &[StreamKind],
         group: &str,
         name: &str,
     ) -> Result<Self, RedisError> {
-        for shard in 0..keys.shards() {
+        let streams: Vec<(u16, String)> = kinds
+            .iter()
+            .flat_map(|kind| (0..keys.shards()).map(move |shard| (shard, kind.key(keys, shard))))
+            .collect();
+        for (_, stream) in &streams {
             let created: Result<(), _> = pool
-                .xgroup_create(keys.stream(shard), group, XID::Manual("0".into()), true)
+                .xgroup_create(stream.as_str(), group, XID::Manual("0".into()), true)
                 .await;
             match created {
                 Ok(()) => {}
@@ -64,7 +95,7 @@ impl Consumer {
         Ok(Self {
             reader,
             pool,
-            keys,
+            streams,
             group: group.to_owned(),
             name: name.to_owned(),
         })
@@ -76,9 +107,7 @@ impl Consumer {
 
     /// New entries from any shard, waiting up to `block` for some to arrive.
     pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
-        let streams: Vec<String> = (0..self.keys.shards())
-            .map(|s| self.keys.stream(s))
-            .collect();
+        let streams: Vec<String> = self.streams.iter().map(|(_, s)| s.clone()).collect();
         let ids: Vec<XID> = streams.iter().map(|_| XID::NewInGroup).collect();
         let reply: Value = self
             .reader
@@ -104,12 +133,11 @@ impl Consumer {
             else {
                 continue;
             };
-            let Some(shard) = (0..self.keys.shards()).find(|&s| self.keys.stream(s) == stream)
-            else {
+            let Some((shard, stream)) = self.streams.iter().find(|(_, s)| *s == stream) else {
                 continue;
             };
             for (entry_id, fields) in parse_entries(entries) {
-                self.push_parsed(&mut out, shard, &entry_id, &fields);
+                push_parsed(&mut out, *shard, stream, &entry_id, &fields);
             }
         }
         Ok(out)
@@ -123,14 +151,14 @@ impl Consumer {
         count: u64,
     ) -> Result<Vec<Delivery>, RedisError> {
         let mut out = Vec::new();
-        for shard in 0..self.keys.shards() {
+        for (shard, stream) in &self.streams {
             let mut cursor = "0-0".to_owned();
             // Bounded: one pass over the pending list, `count` entries a call.
             for _ in 0..100 {
                 let reply: Value = self
                     .pool
                     .xautoclaim(
-                        self.keys.stream(shard),
+                        stream.as_str(),
                         self.group.as_str(),
                         self.name.as_str(),
                         min_idle.as_millis() as u64,
@@ -141,7 +169,7 @@ impl Consumer {
                     .await?;
                 let (next, entries) = parse_autoclaim(reply)?;
                 for (entry_id, fields) in &entries {
-                    self.push_parsed(&mut out, shard, entry_id, fields);
+                    push_parsed(&mut out, *shard, stream, entry_id, fields);
                 }
                 if next == "0-0" || out.len() as u64 >= count {
                     break;
@@ -152,32 +180,10 @@ impl Consumer {
         Ok(out)
     }
 
-    fn push_parsed(
-        &self,
-        out: &mut Vec<Delivery>,
-        shard: u16,
-        entry_id: &str,
-        fields: &HashMap<String, String>,
-    ) {
-        match entry::from_fields(fields) {
-            Ok(event) => out.push(Delivery {
-                shard,
-                entry_id: entry_id.to_owned(),
-                event,
-            }),
-            // Left pending, never acknowledged: it stays visible in XPENDING
-            // for an operator instead of being dropped.
-            Err(err) => tracing::error!(shard, entry_id, error = %err, "unreadable stream entry"),
-        }
-    }
-
-    /// Acknowledges handled entries, shard by shard.
+    /// Acknowledges handled entries, stream by stream.
     pub async fn ack(&self, deliveries: &[Delivery]) -> Result<(), RedisError> {
-        for (shard, ids) in by_shard(deliveries, |d| d.entry_id.clone()) {
-            let _: i64 = self
-                .pool
-                .xack(self.keys.stream(shard), self.group.as_str(), ids)
-                .await?;
+        for (stream, ids) in group_by(deliveries, |d| d.stream.clone(), |d| d.entry_id.clone()) {
+            let _: i64 = self.pool.xack(stream, self.group.as_str(), ids).await?;
         }
         Ok(())
     }
@@ -186,8 +192,8 @@ impl Consumer {
     /// needs, and reports the streams' sizes.
     pub async fn trim(&self) -> Result<Vec<StreamStats>, RedisError> {
         let mut stats = Vec::new();
-        for shard in 0..self.keys.shards() {
-            let stream = self.keys.stream(shard);
+        for (shard, stream) in &self.streams {
+            let (shard, stream) = (*shard, stream.clone());
             let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(&stream).await?;
             let mut keep_from: Option<(u64, u64)> = None;
             let mut pending_here = 0;
@@ -222,6 +228,7 @@ impl Consumer {
             let length: u64 = self.pool.xlen(&stream).await?;
             stats.push(StreamStats {
                 shard,
+                stream,
                 length,
                 pending: pending_here,
             });
@@ -242,19 +249,53 @@ impl Consumer {
     }
 }
 
-/// Groups items by shard, keeping their order.
-pub(crate) fn by_shard<T>(
+/// Groups deliveries' values by a key (a shard, a stream), keeping order.
+pub(crate) fn group_by<K: PartialEq, T>(
     deliveries: &[Delivery],
-    f: impl Fn(&Delivery) -> T,
-) -> Vec<(u16, Vec<T>)> {
-    let mut groups: Vec<(u16, Vec<T>)> = Vec::new();
+    key: impl Fn(&Delivery) -> K,
+    value: impl Fn(&Delivery) -> T,
+) -> Vec<(K, Vec<T>)> {
+    let mut groups: Vec<(K, Vec<T>)> = Vec::new();
     for d in deliveries {
-        match groups.iter_mut().find(|(s, _)| *s == d.shard) {
-            Some((_, items)) => items.push(f(d)),
-            None => groups.push((d.shard, vec![f(d)])),
+        let k = key(d);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, items)) => items.push(value(d)),
+            None => groups.push((k, vec![value(d)])),
         }
     }
     groups
+}
+
+fn push_parsed(
+    out: &mut Vec<Delivery>,
+    shard: u16,
+    stream: &str,
+    entry_id: &str,
+    fields: &HashMap<String, String>,
+) {
+    match entry::from_fields(fields) {
+        Ok(event) => {
+            let number = |name: &str, default: u32| {
+                fields
+                    .get(name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            out.push(Delivery {
+                shard,
+                stream: stream.to_owned(),
+                entry_id: entry_id.to_owned(),
+                attempt: number(entry::ATTEMPT, 1),
+                series_try: number(entry::SERIES_TRY, 0),
+                event,
+            });
+        }
+        // Left pending, never acknowledged: it stays visible in XPENDING
+        // for an operator instead of being dropped.
+        Err(err) => {
+            tracing::error!(shard, stream, entry_id, error = %err, "unreadable stream entry")
+        }
+    }
 }
 
 fn parse_id(id: &str) -> Option<(u64, u64)> {

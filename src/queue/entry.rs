@@ -8,6 +8,11 @@ use uuid::Uuid;
 
 use crate::{domain::EventRecord, redis::RedisError};
 
+/// On redelivery entries: which attempt of the event this is.
+pub const ATTEMPT: &str = "attempt";
+/// On redelivery entries: the position in the current retry series.
+pub const SERIES_TRY: &str = "try";
+
 pub fn to_fields(event: &EventRecord) -> Vec<Value> {
     let mut fields: Vec<Value> = vec![
         "id".into(),

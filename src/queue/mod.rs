@@ -27,12 +27,12 @@
 //! has not acknowledged, so no group ever misses an entry.
 
 mod consumer;
-mod entry;
+pub(crate) mod entry;
 
 use fred::{prelude::*, types::scripts::Script};
 use uuid::Uuid;
 
-pub use consumer::{Consumer, Delivery, StreamStats};
+pub use consumer::{Consumer, Delivery, StreamKind, StreamStats};
 
 use crate::{
     domain::{DEDUP_WINDOW_SECS, EventRecord, OrgContext},
@@ -156,7 +156,8 @@ impl Queue {
 impl Queue {
     /// Drops archived events from the index of unarchived ones.
     pub async fn forget_unarchived(&self, deliveries: &[Delivery]) -> Result<(), RedisError> {
-        for (shard, ids) in consumer::by_shard(deliveries, |d| d.event.id.to_string()) {
+        for (shard, ids) in consumer::group_by(deliveries, |d| d.shard, |d| d.event.id.to_string())
+        {
             let _: i64 = self.pool.hdel(self.keys.pending_index(shard), ids).await?;
         }
         Ok(())

@@ -21,7 +21,7 @@ pub struct EventRow {
     pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
-const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, attempts, \
+pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, attempts, \
                              last_error, created_at, delivered_at, acknowledged_at";
 
 pub struct InboxQuery<'a> {

@@ -3,6 +3,7 @@
 //! Every query of the service lives under this module, so the schema has one
 //! reader and one writer.
 
+mod deliveries;
 mod events;
 mod organizations;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
+pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
 pub use events::{EventRow, InboxPage, InboxQuery};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
 
@@ -63,10 +65,25 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Applies pending migrations. Concurrent callers are serialised by an
-    /// advisory lock that sqlx takes, so replicas starting together are safe.
+    /// Applies pending migrations. Replicas starting together are
+    /// serialised by an advisory lock held around the whole run: sqlx's own
+    /// lock is taken only after it creates its bookkeeping table, and two
+    /// concurrent `CREATE TABLE IF NOT EXISTS` can still collide.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        // Any constant shared by every replica; "trig" in ASCII.
+        const LOCK: i64 = 0x7472_6967;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let migrated = MIGRATOR.run_direct(&mut *conn).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK)
+            .execute(&mut *conn)
+            .await;
+        migrated?;
+        unlocked?;
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub struct OrganizationRow {
     pub rate_limit_per_minute: i32,
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
+    pub webhook_disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -65,7 +66,8 @@ impl Store {
         let org: OrganizationRow = sqlx::query_as(
             "INSERT INTO organizations (id, name, tier, rate_limit_per_minute)
              VALUES ($1, $2, $3, $4)
-             RETURNING id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled, created_at",
+             RETURNING id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled,
+                       webhook_disabled_reason, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(new.name)
@@ -95,7 +97,8 @@ impl Store {
 
     pub async fn organization(&self, id: Uuid) -> Result<Option<OrganizationRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled, created_at
+            "SELECT id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled,
+                    webhook_disabled_reason, created_at
              FROM organizations WHERE id = $1",
         )
         .bind(id)

@@ -7,7 +7,7 @@ use fred::prelude::*;
 use serde_json::json;
 use triggers_api::{
     config::Role,
-    queue::Consumer,
+    queue::{Consumer, StreamKind},
     redis::{Keys, connect_client},
 };
 
@@ -34,7 +34,8 @@ async fn a_worker_killed_between_read_and_ack_loses_nothing() {
     let doomed = Consumer::join(
         reader,
         pool.clone(),
-        keys.clone(),
+        &keys,
+        &[StreamKind::Events],
         "archive",
         "doomed-worker",
     )
@@ -99,9 +100,16 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     let pool = redis().await;
     // A second group (say, a delivery worker) that has read nothing yet.
     let reader = connect_client(&config.redis_url).await.unwrap();
-    let laggard = Consumer::join(reader, pool.clone(), keys.clone(), "laggard", "slow")
-        .await
-        .unwrap();
+    let laggard = Consumer::join(
+        reader,
+        pool.clone(),
+        &keys,
+        &[StreamKind::Events],
+        "laggard",
+        "slow",
+    )
+    .await
+    .unwrap();
 
     let org = app.create_org("pro").await;
     let mut ids = Vec::new();

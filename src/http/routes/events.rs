@@ -185,7 +185,7 @@ impl From<EventRecord> for EventView {
     }
 }
 
-fn event_id(raw: &str) -> Result<Uuid, ApiError> {
+pub fn event_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::NotFound("event not found"))
 }

@@ -124,6 +124,8 @@ struct KeyInfo {
 struct WebhookInfo {
     url: Option<String>,
     enabled: bool,
+    /// Why pushing stopped (e.g. the endpoint answered 410 Gone).
+    disabled_reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -157,6 +159,7 @@ pub async fn info(
         webhook: WebhookInfo {
             url: org.webhook_url,
             enabled: org.webhook_enabled,
+            disabled_reason: org.webhook_disabled_reason,
         },
         created_at: org.created_at,
         keys: keys

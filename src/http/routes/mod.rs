@@ -1,6 +1,7 @@
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod webhooks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serializer;

@@ -1,0 +1,52 @@
+//! Webhook delivery: every accepted event of an organization with a webhook
+//! is POSTed to it, signed, and retried on a schedule until it succeeds or
+//! is dead-lettered.
+//!
+//! # Flow
+//!
+//! Delivery workers are the `delivery` consumer group on every shard's event
+//! stream and on its redelivery stream (due retries and replays). For each
+//! entry a worker looks up the organization's webhook (one query per batch)
+//! and, if there is one, sends the request on a task of its own. The task's
+//! outcome goes to the recorder, which stores attempts and event states in
+//! batches and only then acknowledges the entries.
+//!
+//! * 2xx: delivered.
+//! * 410 Gone: no more retries; the event is dead-lettered and the webhook
+//!   disabled until the organization configures one again.
+//! * Anything else (another status, a timeout, a connection error): retried
+//!   after the next delay of `TRIGGERS_RETRY_SCHEDULE` (jittered, lengthened
+//!   by a `Retry-After` on 429/503). A retry waits in the shard's retry set
+//!   (a sorted set scored by due time); a mover, run by every worker, shifts
+//!   due retries to the redelivery stream atomically. After the last delay
+//!   the event is dead-lettered: its own stream, and status `dead_letter`.
+//!
+//! # Fairness and back-pressure
+//!
+//! A worker holds at most `TRIGGERS_DELIVERY_CONCURRENCY` requests in
+//! flight, and at most `TRIGGERS_DELIVERY_PER_ORG` for one organization. It
+//! reads no more entries than it has free slots, so a slow fleet of
+//! endpoints stops the reading instead of filling memory. An entry whose
+//! organization has no free slot is put back in the retry set for a second
+//! (not counted as an attempt), so one organization's slow or dead endpoint
+//! never holds up another's deliveries.
+//!
+//! # Crashes
+//!
+//! An entry read by a worker that dies stays pending and is claimed by
+//! another worker once it has been idle longer than both the visibility
+//! timeout and the webhook timeout (so a slow request in flight is not
+//! claimed from a live worker). Delivery is therefore at least once;
+//! receivers deduplicate on `webhook-id`, the event id.
+
+mod recorder;
+mod retries;
+mod sender;
+mod worker;
+
+pub use retries::Retries;
+pub use sender::{Outcome, Sender};
+pub use worker::{DeliveryWorker, Limits};
+
+/// The consumer group of the delivery workers.
+pub const GROUP: &str = "delivery";

@@ -1,0 +1,196 @@
+//! Webhook settings, delivery history and replays.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{events::event_id, rfc3339};
+use crate::{
+    domain::EventRecord,
+    http::{
+        AppState,
+        error::ApiError,
+        extract::{JsonBody, Limited, parse_json},
+    },
+    store::{EventRow, SECRET_ROTATION_GRACE_HOURS},
+    webhook::{self, address},
+};
+
+/// Most dead letters one `POST /api/dlq/replay` call replays.
+const DLQ_REPLAY_BATCH: i64 = 1_000;
+
+#[derive(Deserialize)]
+pub struct WebhookConfig {
+    webhook_url: String,
+}
+
+#[derive(Serialize)]
+struct WebhookConfigured {
+    webhook_url: String,
+    enabled: bool,
+    /// `whsec_…`: verify `webhook-signature` with it.
+    secret: String,
+}
+
+/// `POST /api/webhook/config`: where to push; (re-)enables pushing.
+pub async fn configure(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+    JsonBody(config): JsonBody<WebhookConfig>,
+) -> Result<impl IntoResponse, ApiError> {
+    let url = address::validate(&config.webhook_url, state.config.allow_private_webhooks)
+        .await
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let secret = state
+        .store
+        .set_webhook(
+            key.org.organization_id,
+            url.as_str(),
+            &webhook::generate_secret(),
+        )
+        .await?;
+    tracing::info!(organization_id = %key.org.organization_id, "webhook configured");
+    let body = WebhookConfigured {
+        webhook_url: url.to_string(),
+        enabled: true,
+        secret,
+    };
+    Ok((limit, Json(body)))
+}
+
+#[derive(Serialize)]
+struct SecretRotated {
+    secret: String,
+    /// Until then messages are signed with the previous secret as well.
+    #[serde(serialize_with = "rfc3339")]
+    previous_secret_expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/webhook/config/rotate-secret`: a new signing secret; the old
+/// one keeps signing alongside it for a grace period.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+) -> Result<impl IntoResponse, ApiError> {
+    let secret = webhook::generate_secret();
+    let rotated_at = state
+        .store
+        .rotate_webhook_secret(key.org.organization_id, &secret)
+        .await?
+        .ok_or(ApiError::NotFound("no webhook is configured"))?;
+    let body = SecretRotated {
+        secret,
+        previous_secret_expires_at: rotated_at + Duration::hours(SECRET_ROTATION_GRACE_HOURS),
+    };
+    Ok((limit, Json(body)))
+}
+
+/// `GET /api/events/{id}/attempts`: every delivery attempt, oldest first.
+pub async fn attempts(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let org_id = key.org.organization_id;
+    let id = event_id(&id)?;
+    let attempts = state.store.attempts(org_id, id).await?;
+    if attempts.is_empty()
+        && state.store.event(org_id, id).await?.is_none()
+        && state.queue.unarchived(org_id, id).await?.is_none()
+    {
+        return Err(ApiError::NotFound("event not found"));
+    }
+    Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
+}
+
+async fn replay_rows(state: &AppState, rows: &[EventRow]) -> Result<(), ApiError> {
+    for row in rows {
+        let event = EventRecord {
+            id: row.id,
+            organization_id: row.organization_id,
+            event_type: row.event_type.clone(),
+            dedup_id: row.dedup_id.clone(),
+            payload: row.payload.to_string(),
+            created_at: row.created_at,
+        };
+        let shard = state.queue.keys().shard_of(row.organization_id);
+        let next_attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
+        state.retries.replay(shard, &event, next_attempt).await?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Replayed {
+    id: Uuid,
+    status: &'static str,
+}
+
+/// `POST /api/events/{id}/replay`: a delivered, failed or dead-lettered event
+/// goes out again, as a new series of attempts.
+pub async fn replay(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let org_id = key.org.organization_id;
+    let id = event_id(&id)?;
+    let rows = state.store.start_replay(org_id, &[id]).await?;
+    if rows.is_empty() {
+        return match state.store.event(org_id, id).await? {
+            Some(row) => Err(ApiError::Conflict(format!(
+                "an event with status `{}` has no delivery to replay yet",
+                row.status
+            ))),
+            None => Err(ApiError::NotFound("event not found")),
+        };
+    }
+    replay_rows(&state, &rows).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        limit,
+        Json(Replayed {
+            id,
+            status: "queued",
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct DlqReplay {
+    #[serde(default)]
+    since: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/dlq/replay`: the organization's dead-lettered events (those
+/// dead-lettered at or after `since`, if given) go out again.
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    Limited { key, limit }: Limited,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let org_id = key.org.organization_id;
+    // The body is optional: none means every dead letter.
+    let since = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        parse_json::<DlqReplay>(&body)?.since
+    };
+    let ids = state
+        .store
+        .dead_letter_ids(org_id, since, DLQ_REPLAY_BATCH + 1)
+        .await?;
+    let has_more = ids.len() as i64 > DLQ_REPLAY_BATCH;
+    let ids = &ids[..ids.len().min(DLQ_REPLAY_BATCH as usize)];
+    let rows = state.store.start_replay(org_id, ids).await?;
+    replay_rows(&state, &rows).await?;
+    let body = serde_json::json!({ "replayed": rows.len(), "has_more": has_more });
+    Ok((StatusCode::ACCEPTED, limit, Json(body)))
+}

@@ -1,0 +1,302 @@
+//! Webhook settings, delivery outcomes and attempts.
+
+use chrono::{DateTime, Duration as Span, Utc};
+use uuid::Uuid;
+
+use super::{EventRow, Store, StoreError, events::EVENT_COLUMNS};
+use crate::domain::EventRecord;
+
+/// How long the previous signing secret still signs after a rotation.
+pub const SECRET_ROTATION_GRACE_HOURS: i64 = 24;
+
+/// Where and how to push an organization's events.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookTarget {
+    pub organization_id: Uuid,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub webhook_secret_previous: Option<String>,
+    pub webhook_secret_rotated_at: Option<DateTime<Utc>>,
+}
+
+impl WebhookTarget {
+    /// The secrets to sign with: the current one, and the previous one
+    /// during its grace period.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut secrets = vec![self.webhook_secret.as_str()];
+        if let (Some(previous), Some(rotated)) = (
+            &self.webhook_secret_previous,
+            self.webhook_secret_rotated_at,
+        ) {
+            if now - rotated < Span::hours(SECRET_ROTATION_GRACE_HOURS) {
+                secrets.push(previous);
+            }
+        }
+        secrets
+    }
+}
+
+/// One delivery attempt, as recorded.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AttemptRow {
+    pub event_id: Uuid,
+    pub attempt: i32,
+    #[serde(skip)]
+    pub organization_id: Uuid,
+    #[serde(serialize_with = "crate::http::rfc3339")]
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub response_status: Option<i32>,
+    pub error: Option<String>,
+    #[serde(serialize_with = "crate::http::rfc3339_opt")]
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+/// An event's delivery state after an attempt (or after giving up).
+#[derive(Debug, Clone)]
+pub struct EventOutcome {
+    pub event: EventRecord,
+    pub status: &'static str,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The enabled webhooks of these organizations.
+    pub async fn webhook_targets(
+        &self,
+        organizations: &[Uuid],
+    ) -> Result<Vec<WebhookTarget>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id AS organization_id, webhook_url, webhook_secret, webhook_secret_previous,
+                    webhook_secret_rotated_at
+             FROM organizations
+             WHERE id = ANY($1) AND webhook_enabled AND webhook_url IS NOT NULL
+                   AND webhook_secret IS NOT NULL",
+        )
+        .bind(organizations)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Sets the webhook URL and (re-)enables it; creates the signing secret
+    /// the first time. Returns the secret.
+    pub async fn set_webhook(
+        &self,
+        organization_id: Uuid,
+        url: &str,
+        new_secret: &str,
+    ) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE organizations SET webhook_url = $2, webhook_enabled = TRUE,
+                    webhook_secret = COALESCE(webhook_secret, $3),
+                    webhook_disabled_reason = NULL, webhook_updated_at = now()
+             WHERE id = $1 RETURNING webhook_secret",
+        )
+        .bind(organization_id)
+        .bind(url)
+        .bind(new_secret)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Replaces the signing secret, keeping the old one for the grace
+    /// period. `None` when no webhook is configured.
+    pub async fn rotate_webhook_secret(
+        &self,
+        organization_id: Uuid,
+        new_secret: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE organizations SET webhook_secret_previous = webhook_secret,
+                    webhook_secret = $2, webhook_secret_rotated_at = now(), webhook_updated_at = now()
+             WHERE id = $1 AND webhook_secret IS NOT NULL
+             RETURNING webhook_secret_rotated_at",
+        )
+        .bind(organization_id)
+        .bind(new_secret)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Stops pushing to an endpoint that said it is gone, until the
+    /// organization configures a webhook again.
+    pub async fn disable_webhook(
+        &self,
+        organization_id: Uuid,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE organizations SET webhook_enabled = FALSE, webhook_disabled_reason = $2,
+                    webhook_updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(organization_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes a batch of attempts and the events' new states in one
+    /// transaction. Events are upserted whole, since an outcome may arrive
+    /// before the archiver has written the event; an older outcome never
+    /// overwrites a newer one.
+    pub async fn record_deliveries(
+        &self,
+        attempts: &[AttemptRow],
+        outcomes: &[EventOutcome],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !attempts.is_empty() {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (event_id, attempt, organization_id, attempted_at,
+                        duration_ms, response_status, error, next_retry_at)
+                 SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::timestamptz[],
+                        $5::int[], $6::int[], $7::text[], $8::timestamptz[])
+                 ON CONFLICT (event_id, attempt) DO UPDATE SET
+                        attempted_at = excluded.attempted_at, duration_ms = excluded.duration_ms,
+                        response_status = excluded.response_status, error = excluded.error,
+                        next_retry_at = excluded.next_retry_at",
+            )
+            .bind(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>())
+            .bind(
+                attempts
+                    .iter()
+                    .map(|a| a.organization_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(attempts.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+            .bind(
+                attempts
+                    .iter()
+                    .map(|a| a.response_status)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|a| a.next_retry_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !outcomes.is_empty() {
+            sqlx::query(
+                "INSERT INTO events (id, organization_id, type, dedup_id, payload, created_at,
+                        status, attempts, last_error, delivered_at, next_retry_at)
+                 SELECT id, org, t, d, p::jsonb, c, s, a, e, da, nr
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                        $6::timestamptz[], $7::text[], $8::int[], $9::text[], $10::timestamptz[],
+                        $11::timestamptz[]) AS u(id, org, t, d, p, c, s, a, e, da, nr)
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                        attempts = excluded.attempts, last_error = excluded.last_error,
+                        delivered_at = COALESCE(excluded.delivered_at, events.delivered_at),
+                        next_retry_at = excluded.next_retry_at, updated_at = now()
+                 WHERE events.attempts <= excluded.attempts",
+            )
+            .bind(outcomes.iter().map(|o| o.event.id).collect::<Vec<_>>())
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.event.organization_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.event.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.event.dedup_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.event.payload.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.event.created_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+            .bind(outcomes.iter().map(|o| o.attempts).collect::<Vec<_>>())
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|o| o.last_error.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(outcomes.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
+            .bind(outcomes.iter().map(|o| o.next_retry_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn attempts(
+        &self,
+        organization_id: Uuid,
+        event_id: Uuid,
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT event_id, attempt, organization_id, attempted_at, duration_ms, response_status,
+                    error, next_retry_at
+             FROM delivery_attempts WHERE event_id = $1 AND organization_id = $2
+             ORDER BY attempt",
+        )
+        .bind(event_id)
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks events queued again for a replay, returning those that were in
+    /// a replayable state (delivered, failed or dead-lettered).
+    pub async fn start_replay(
+        &self,
+        organization_id: Uuid,
+        ids: &[Uuid],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE events SET status = 'queued', next_retry_at = NULL, updated_at = now()
+             WHERE organization_id = $1 AND id = ANY($2)
+                   AND status IN ('delivered', 'failed', 'dead_letter')
+             RETURNING {EVENT_COLUMNS}"
+        ))
+        .bind(organization_id)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ids of an organization's dead-lettered events, oldest first.
+    pub async fn dead_letter_ids(
+        &self,
+        organization_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM events
+             WHERE organization_id = $1 AND status = 'dead_letter'
+                   AND ($2::timestamptz IS NULL OR updated_at >= $2)
+             ORDER BY updated_at, id LIMIT $3",
+        )
+        .bind(organization_id)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
