@@ -2,10 +2,12 @@
 //! that `scripts/test.sh` starts (`REDIS_URL`, `DATABASE_URL`).
 
 mod archive;
+mod delivery;
 mod flow;
 mod helpers;
 mod isolation;
 mod operations;
 mod process;
+mod receiver;
 mod replicas;
 mod validation;

@@ -6,7 +6,10 @@ use std::{process::Stdio, time::Duration};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{db, eventually, unique_prefix, wait_archived};
+use crate::{
+    helpers::{db, eventually, unique_prefix, wait_archived},
+    receiver::{Receiver, slow},
+};
 
 struct Process {
     child: Child,
@@ -15,6 +18,10 @@ struct Process {
 }
 
 async fn start(prefix: &str, name: &str) -> Process {
+    start_with(prefix, name, &[]).await
+}
+
+async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -30,6 +37,7 @@ async fn start(prefix: &str, name: &str) -> Process {
         .env("TRIGGERS_CONSUMER_NAME", format!("{prefix}-{name}"))
         .env("TRIGGERS_DB_POOL_SIZE", "4")
         .env("RUST_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(Stdio::from(file.try_clone().expect("log file")))
         .stderr(Stdio::from(file))
         .kill_on_drop(true)
@@ -122,6 +130,74 @@ async fn a_killed_process_loses_no_accepted_event_and_sigterm_stops_cleanly() {
             "an API key is in {:?}",
             process.log
         );
-        // keep
+        let _ = std::fs::remove_file(&process.log);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_delivery_still_delivers_the_event() {
+    let prefix = unique_prefix();
+    let client = reqwest::Client::new();
+    let env = [
+        ("TRIGGERS_ALLOW_PRIVATE_WEBHOOKS", "true"),
+        ("TRIGGERS_WEBHOOK_TIMEOUT", "1s"),
+        ("TRIGGERS_RETRY_SCHEDULE", "30s"),
+    ];
+    let mut first = start_with(&prefix, "first", &env).await;
+    let receiver = Receiver::start().await;
+    // The first request hangs: the worker is killed while it waits.
+    receiver.script(&[slow(200, Duration::from_secs(60))]);
+
+    let created: Value = client
+        .post(format!("{}/api/keys/generate", first.base))
+        .json(&json!({ "organization_name": "crashy", "tier": "pro" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let configured = client
+        .post(format!("{}/api/webhook/config", first.base))
+        .header("x-api-key", &key)
+        .json(&json!({ "webhook_url": receiver.url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(configured.status(), 200);
+    let accepted: Value = client
+        .post(format!("{}/api/events", first.base))
+        .header("x-api-key", &key)
+        .json(&json!({ "type": "mid.flight", "payload": { "x": 1 } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), || async { receiver.count() == 1 }).await;
+    first.child.kill().await.unwrap();
+
+    // Another worker takes the entry over (after the request timeout has
+    // surely passed) and delivers it; the receiver sees the same webhook-id.
+    let _second = start_with(&prefix, "second", &env).await;
+    eventually(Duration::from_secs(30), || async { receiver.count() == 2 }).await;
+    let got = receiver.received();
+    assert_eq!(got[0].headers["webhook-id"], id.as_str());
+    assert_eq!(got[1].headers["webhook-id"], id.as_str());
+    let db = db().await;
+    eventually(Duration::from_secs(10), || async {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = $1")
+            .bind(id.parse::<uuid::Uuid>().unwrap())
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        status.as_deref() == Some("delivered")
+    })
+    .await;
+    for process in [&first, &_second] {
+        let _ = std::fs::remove_file(&process.log);
     }
 }
