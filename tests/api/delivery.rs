@@ -120,6 +120,24 @@ async fn a_delivered_event_is_signed_so_standard_webhooks_verifies_it() {
     assert_eq!(recorded[0]["response_status"], 200);
     assert_eq!(recorded[0]["attempt"], 1);
 
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        r#"triggers_deliveries_total{outcome="delivered"}"#,
+        "triggers_delivery_duration_seconds_bucket",
+        "triggers_delivery_end_to_end_seconds_bucket",
+        "triggers_deliveries_in_flight",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
     // After a secret rotation both secrets verify, so receivers can switch at leisure.
     let rotated: Value = app
         .post(&org.key, "/api/webhook/config/rotate-secret")
