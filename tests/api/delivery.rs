@@ -268,16 +268,20 @@ async fn an_always_failing_endpoint_is_dead_lettered_then_delivered_after_replay
     assert_eq!(redelivered["attempts"], 5);
     // Another organization cannot replay it, and a queued event has nothing to replay.
     let other = app.create_org("pro").await;
-    assert_eq!(
-        other_status(&app, &other.key, &format!("/api/events/{id}/replay")).await,
-        404
-    );
+    configure(&app, &other.key, &receiver.url).await;
+    let path = format!("/api/events/{id}/replay");
+    assert_eq!(other_status(&app, &other.key, &path).await, 404);
+    receiver.otherwise(slow(200, Duration::from_secs(5)));
+    let pending = app.send(&org.key, "pending", json!({})).await;
+    crate::helpers::wait_archived(&crate::helpers::db().await, &pending).await;
+    let path = format!("/api/events/{pending}/replay");
+    assert_eq!(other_status(&app, &org.key, &path).await, 409);
+    // A pull consumer (no webhook) has nowhere to replay to.
     let pull = app.create_org("pro").await;
-    let queued = app.send(&pull.key, "pull", json!({})).await;
-    assert_eq!(
-        other_status(&app, &pull.key, &format!("/api/events/{queued}/replay")).await,
-        409
-    );
+    let pulled = app.send(&pull.key, "pull", json!({})).await;
+    let path = format!("/api/events/{pulled}/replay");
+    assert_eq!(other_status(&app, &pull.key, &path).await, 409);
+    assert_eq!(other_status(&app, &pull.key, "/api/dlq/replay").await, 409);
     app.stop().await;
 }
 

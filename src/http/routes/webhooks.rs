@@ -110,6 +110,21 @@ pub async fn attempts(
     Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
 }
 
+/// Replays need somewhere to go.
+async fn require_webhook(state: &AppState, organization_id: Uuid) -> Result<(), ApiError> {
+    if state
+        .store
+        .webhook_targets(&[organization_id])
+        .await?
+        .is_empty()
+    {
+        return Err(ApiError::Conflict(
+            "no enabled webhook: configure one with POST /api/webhook/config first".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn replay_rows(state: &AppState, rows: &[EventRow]) -> Result<(), ApiError> {
     for row in rows {
         let event = EventRecord {
@@ -142,6 +157,7 @@ pub async fn replay(
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = key.org.organization_id;
     let id = event_id(&id)?;
+    require_webhook(&state, org_id).await?;
     let rows = state.store.start_replay(org_id, &[id]).await?;
     if rows.is_empty() {
         return match state.store.event(org_id, id).await? {
@@ -183,6 +199,7 @@ pub async fn replay_dead_letters(
     } else {
         parse_json::<DlqReplay>(&body)?.since
     };
+    require_webhook(&state, org_id).await?;
     let ids = state
         .store
         .dead_letter_ids(org_id, since, DLQ_REPLAY_BATCH + 1)
