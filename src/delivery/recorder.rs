@@ -87,15 +87,13 @@ impl Recorder {
                 None => outcomes.push(outcome),
             }
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.record_deliveries(&attempts, &outcomes).await {
-                Ok(()) => break,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot record delivery outcomes; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        // Entries of pull consumers (no webhook) have nothing to record.
+        if !(attempts.is_empty() && outcomes.is_empty()) {
+            let mut backoff = Duration::from_millis(100);
+            while let Err(err) = self.store.record_deliveries(&attempts, &outcomes).await {
+                tracing::error!(error = %err, "cannot record delivery outcomes; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
         for (organization_id, reason) in batch.iter().filter_map(|f| f.disable_webhook.clone()) {

@@ -23,7 +23,7 @@ use crate::{
         DEAD_LETTERS, DELIVERIES, DELIVERIES_DEFERRED, DELIVERIES_IN_FLIGHT, DELIVERY_DURATION,
         DELIVERY_END_TO_END, RETRIES_SCHEDULED, STREAM_LENGTH,
     },
-    queue::{Consumer, Delivery},
+    queue::{Consumer, Delivery, StreamKind},
     store::{AttemptRow, EventOutcome, Store, WebhookTarget},
 };
 
@@ -246,7 +246,7 @@ impl DeliveryWorker {
 /// events just wait in the inbox. A retry or replay that finds the webhook
 /// gone is dead-lettered, so it stays visible and can be replayed later.
 fn without_webhook(delivery: Delivery) -> Finished {
-    if delivery.attempt <= 1 && delivery.series_try == 0 && delivery.stream.ends_with(":events") {
+    if delivery.kind == StreamKind::Events {
         return Finished::ack_only(delivery);
     }
     metrics::counter!(DEAD_LETTERS).increment(1);

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use super::{AppState, error::ApiError};
 use crate::{auth::AuthError, domain::OrgContext, ratelimit::RateLimit};
@@ -114,5 +115,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
             .await
             .map(|Query(q)| QueryParams(q))
             .map_err(|rejection| ApiError::Unprocessable(rejection.body_text()))
+    }
+}
+
+/// The `{id}` of an event route. An id that is not a UUID names no event: 404.
+pub struct EventId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for EventId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|Path(raw)| raw.parse().ok())
+            .map(EventId)
+            .ok_or(ApiError::NotFound("event not found"))
     }
 }

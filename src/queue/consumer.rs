@@ -17,8 +17,9 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub shard: u16,
-    /// The stream it was read from.
+    /// The stream it was read from, and which kind of stream that is.
     pub stream: String,
+    pub kind: StreamKind,
     pub entry_id: String,
     pub event: EventRecord,
     /// Which delivery attempt of the event this is, counting every series.
@@ -60,8 +61,8 @@ pub struct Consumer {
     /// Blocking reads stall their connection, so they get one of their own.
     reader: Client,
     pool: Pool,
-    /// Every stream read, with its shard.
-    streams: Vec<(u16, String)>,
+    /// Every stream read, with its shard and kind.
+    streams: Vec<(u16, StreamKind, String)>,
     group: String,
     name: String,
 }
@@ -78,11 +79,13 @@ impl Consumer {
         group: &str,
         name: &str,
     ) -> Result<Self, RedisError> {
-        let streams: Vec<(u16, String)> = kinds
+        let streams: Vec<(u16, StreamKind, String)> = kinds
             .iter()
-            .flat_map(|kind| (0..keys.shards()).map(move |shard| (shard, kind.key(keys, shard))))
+            .flat_map(|&kind| {
+                (0..keys.shards()).map(move |shard| (shard, kind, kind.key(keys, shard)))
+            })
             .collect();
-        for (_, stream) in &streams {
+        for (_, _, stream) in &streams {
             let created: Result<(), _> = pool
                 .xgroup_create(stream.as_str(), group, XID::Manual("0".into()), true)
                 .await;
@@ -107,7 +110,7 @@ impl Consumer {
 
     /// New entries from any shard, waiting up to `block` for some to arrive.
     pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
-        let streams: Vec<String> = self.streams.iter().map(|(_, s)| s.clone()).collect();
+        let streams: Vec<String> = self.streams.iter().map(|(_, _, s)| s.clone()).collect();
         let ids: Vec<XID> = streams.iter().map(|_| XID::NewInGroup).collect();
         let reply: Value = self
             .reader
@@ -133,11 +136,12 @@ impl Consumer {
             else {
                 continue;
             };
-            let Some((shard, stream)) = self.streams.iter().find(|(_, s)| *s == stream) else {
+            let Some((shard, kind, stream)) = self.streams.iter().find(|(_, _, s)| *s == stream)
+            else {
                 continue;
             };
             for (entry_id, fields) in parse_entries(entries) {
-                push_parsed(&mut out, *shard, stream, &entry_id, &fields);
+                push_parsed(&mut out, (*shard, *kind, stream), &entry_id, &fields);
             }
         }
         Ok(out)
@@ -151,7 +155,7 @@ impl Consumer {
         count: u64,
     ) -> Result<Vec<Delivery>, RedisError> {
         let mut out = Vec::new();
-        for (shard, stream) in &self.streams {
+        for (shard, kind, stream) in &self.streams {
             let mut cursor = "0-0".to_owned();
             // Bounded: one pass over the pending list, `count` entries a call.
             for _ in 0..100 {
@@ -169,7 +173,7 @@ impl Consumer {
                     .await?;
                 let (next, entries) = parse_autoclaim(reply)?;
                 for (entry_id, fields) in &entries {
-                    push_parsed(&mut out, *shard, stream, entry_id, fields);
+                    push_parsed(&mut out, (*shard, *kind, stream), entry_id, fields);
                 }
                 if next == "0-0" || out.len() as u64 >= count {
                     break;
@@ -192,7 +196,7 @@ impl Consumer {
     /// needs, and reports the streams' sizes.
     pub async fn trim(&self) -> Result<Vec<StreamStats>, RedisError> {
         let mut stats = Vec::new();
-        for (shard, stream) in &self.streams {
+        for (shard, _, stream) in &self.streams {
             let (shard, stream) = (*shard, stream.clone());
             let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(&stream).await?;
             let mut keep_from: Option<(u64, u64)> = None;
@@ -268,8 +272,7 @@ pub(crate) fn group_by<K: PartialEq, T>(
 
 fn push_parsed(
     out: &mut Vec<Delivery>,
-    shard: u16,
-    stream: &str,
+    (shard, kind, stream): (u16, StreamKind, &str),
     entry_id: &str,
     fields: &HashMap<String, String>,
 ) {
@@ -284,6 +287,7 @@ fn push_parsed(
             out.push(Delivery {
                 shard,
                 stream: stream.to_owned(),
+                kind,
                 entry_id: entry_id.to_owned(),
                 attempt: number(entry::ATTEMPT, 1),
                 series_try: number(entry::SERIES_TRY, 0),

@@ -2,7 +2,7 @@
 
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -18,7 +18,7 @@ use crate::{
     http::{
         AppState,
         error::ApiError,
-        extract::{ApiKey, JsonBody, Limited, QueryParams},
+        extract::{ApiKey, EventId, JsonBody, Limited, QueryParams},
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     queue::Admission,
@@ -185,33 +185,35 @@ impl From<EventRecord> for EventView {
     }
 }
 
-pub fn event_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::NotFound("event not found"))
+/// One of the organization's events: from the archive, or from its stream
+/// when the archiver has not written it yet.
+pub async fn find(
+    state: &AppState,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<EventView, ApiError> {
+    if let Some(row) = state.store.event(organization_id, id).await? {
+        return Ok(row.into());
+    }
+    if let Some(record) = state.queue.unarchived(organization_id, id).await? {
+        return Ok(record.into());
+    }
+    // Archived between the two looks.
+    state
+        .store
+        .event(organization_id, id)
+        .await?
+        .map(EventView::from)
+        .ok_or(ApiError::NotFound("event not found"))
 }
 
-/// `GET /api/events/{id}`: from the archive, or from its stream when the
-/// archiver has not written it yet.
+/// `GET /api/events/{id}`.
 pub async fn get(
     State(state): State<AppState>,
     Limited { key, limit }: Limited,
-    Path(id): Path<String>,
+    EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
-    let id = event_id(&id)?;
-    let view: EventView = match state.store.event(org_id, id).await? {
-        Some(row) => row.into(),
-        None => match state.queue.unarchived(org_id, id).await? {
-            Some(record) => record.into(),
-            // Archived between the two looks.
-            None => state
-                .store
-                .event(org_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("event not found"))?
-                .into(),
-        },
-    };
+    let view = find(&state, key.org.organization_id, id).await?;
     Ok((limit, Json(view)))
 }
 
@@ -300,10 +302,9 @@ pub async fn inbox(
 pub async fn ack(
     State(state): State<AppState>,
     Limited { key, limit }: Limited,
-    Path(id): Path<String>,
+    EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = key.org.organization_id;
-    let id = event_id(&id)?;
     let row = match state.store.acknowledge(org_id, id).await? {
         Some(row) => row,
         None => match state.queue.unarchived(org_id, id).await? {

@@ -1,23 +1,17 @@
 //! Webhook settings, delivery history and replays.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::{Path, State},
-    http::StatusCode,
-    response::IntoResponse,
-};
+use axum::{Json, body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{events::event_id, rfc3339};
+use super::{events::find, rfc3339};
 use crate::{
     domain::EventRecord,
     http::{
         AppState,
         error::ApiError,
-        extract::{JsonBody, Limited, parse_json},
+        extract::{EventId, JsonBody, Limited, parse_json},
     },
     store::{EventRow, SECRET_ROTATION_GRACE_HOURS},
     webhook::{self, address},
@@ -96,16 +90,13 @@ pub async fn rotate_secret(
 pub async fn attempts(
     State(state): State<AppState>,
     Limited { key, limit }: Limited,
-    Path(id): Path<String>,
+    EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = key.org.organization_id;
-    let id = event_id(&id)?;
     let attempts = state.store.attempts(org_id, id).await?;
-    if attempts.is_empty()
-        && state.store.event(org_id, id).await?.is_none()
-        && state.queue.unarchived(org_id, id).await?.is_none()
-    {
-        return Err(ApiError::NotFound("event not found"));
+    if attempts.is_empty() {
+        // No attempts yet, or no such event: tell the two apart.
+        find(&state, org_id, id).await?;
     }
     Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
 }
@@ -153,10 +144,9 @@ struct Replayed {
 pub async fn replay(
     State(state): State<AppState>,
     Limited { key, limit }: Limited,
-    Path(id): Path<String>,
+    EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = key.org.organization_id;
-    let id = event_id(&id)?;
     require_webhook(&state, org_id).await?;
     let rows = state.store.start_replay(org_id, &[id]).await?;
     if rows.is_empty() {
