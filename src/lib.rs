@@ -73,6 +73,12 @@ pub async fn run(
     }
     let retries = Retries::new(pool.clone(), keys.clone(), config.retry_schedule.0.clone());
     if config.role.runs_workers() {
+        let sender = Sender::new(
+            config.webhook_connect_timeout,
+            config.webhook_timeout,
+            config.allow_private_webhooks,
+        )
+        .context("cannot build the webhook HTTP client")?;
         let name = config.consumer_name();
         // Both groups exist before either worker trims a stream, so neither
         // can trim away an entry the other has not consumed.
@@ -102,12 +108,6 @@ pub async fn run(
             config.visibility_timeout,
         );
         tasks.spawn(archiver.run(shutdown.clone()));
-        let sender = Sender::new(
-            config.webhook_connect_timeout,
-            config.webhook_timeout,
-            config.allow_private_webhooks,
-        )
-        .context("cannot build the webhook HTTP client")?;
         let limits = Limits {
             total: config.delivery_concurrency,
             per_org: config.delivery_per_org,

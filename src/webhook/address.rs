@@ -7,6 +7,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use reqwest::{
@@ -85,8 +86,10 @@ pub async fn validate(raw: &str, allow_private: bool) -> Result<Url, UrlError> {
         .ok_or(UrlError::Invalid)?;
     let port = url.port_or_known_default().ok_or(UrlError::Invalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    let lookup = tokio::net::lookup_host((host, port));
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(Duration::from_secs(5), lookup)
         .await
+        .map_err(|_| UrlError::Unresolvable)?
         .map_err(|_| UrlError::Unresolvable)?
         .collect();
     if addrs.is_empty() {
