@@ -125,16 +125,52 @@ impl Archiver {
             return Ok(0);
         }
         let records: Vec<_> = deliveries.iter().map(|d| d.event.clone()).collect();
-        self.store.insert_events(&records).await?;
-        self.queue.forget_unarchived(deliveries).await?;
-        self.consumer.ack(deliveries).await?;
+        let archived = match self.store.insert_events(&records).await {
+            Ok(_) => deliveries.to_vec(),
+            // One row Postgres refuses fails the whole statement: archive
+            // the others one by one rather than let it hold them all back.
+            Err(StoreError::Query(err)) => {
+                tracing::warn!(error = %err, "batch refused; archiving its events one by one");
+                self.archive_singly(deliveries).await?
+            }
+            Err(err) => return Err(err.into()),
+        };
+        self.queue.forget_unarchived(&archived).await?;
+        self.consumer.ack(&archived).await?;
         let now = Utc::now();
-        for record in &records {
-            let lag = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        for delivery in &archived {
+            let lag = (now - delivery.event.created_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!(ARCHIVE_LAG).record(lag);
         }
-        metrics::counter!(EVENTS_ARCHIVED).increment(records.len() as u64);
-        Ok(records.len())
+        metrics::counter!(EVENTS_ARCHIVED).increment(archived.len() as u64);
+        Ok(archived.len())
+    }
+
+    /// The entries Postgres accepts, inserted one at a time. A refused entry
+    /// is left pending, never acknowledged: it stays in its stream, visible
+    /// in `XPENDING` and the error log, instead of being dropped.
+    async fn archive_singly(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>, ArchiveError> {
+        let mut archived = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match self
+                .store
+                .insert_events(std::slice::from_ref(&delivery.event))
+                .await
+            {
+                Ok(_) => archived.push(delivery.clone()),
+                Err(StoreError::Query(err)) => {
+                    metrics::counter!(ARCHIVE_ERRORS).increment(1);
+                    tracing::error!(
+                        event_id = %delivery.event.id,
+                        entry_id = delivery.entry_id,
+                        error = %err,
+                        "Postgres refuses this event; it stays pending in its stream"
+                    );
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(archived)
     }
 
     async fn trim(&self) -> Result<(), RedisError> {

@@ -141,6 +141,28 @@ pub struct EventRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// Postgres text and JSONB cannot hold U+0000, so input carrying it is
+/// refused at the door rather than accepted and then impossible to archive.
+pub fn contains_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
+/// Whether a JSON document holds U+0000 in a string or a key. JSON can only
+/// spell it `\u0000`, so documents without that sequence (nearly all) are
+/// cleared without being parsed.
+pub fn json_contains_nul(raw: &str) -> bool {
+    fn walk(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => contains_nul(s),
+            serde_json::Value::Array(items) => items.iter().any(walk),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| contains_nul(k) || walk(v)),
+            _ => false,
+        }
+    }
+    raw.contains("\\u0000")
+        && serde_json::from_str::<serde_json::Value>(raw).is_ok_and(|value| walk(&value))
+}
+
 /// A new event id and its creation time, which is the time inside the id,
 /// so ordering by id and by `created_at` agree.
 pub fn mint_event_id() -> (Uuid, DateTime<Utc>) {
@@ -164,6 +186,16 @@ mod tests {
         assert_eq!("free".parse::<Tier>().ok(), Some(Tier::Free));
         assert_eq!(Tier::Enterprise.requests_per_minute(), 100_000);
         assert!("gold".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_found_wherever_they_hide() {
+        assert!(json_contains_nul(r#"{"a":"x\u0000y"}"#));
+        assert!(json_contains_nul(r#"{"a":[{"\u0000":1}]}"#));
+        // An escaped backslash followed by "u0000" is plain text.
+        assert!(!json_contains_nul(r#"{"a":"\\u0000"}"#));
+        assert!(!json_contains_nul(r#"{"a":"plain"}"#));
+        assert!(contains_nul("a\0b"));
     }
 
     #[test]

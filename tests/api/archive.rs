@@ -139,3 +139,52 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix);
+    config.role = Role::Api;
+    config.stream_shards = 1;
+    let api = spawn(config.clone()).await;
+    let org = api.create_org("pro").await;
+    let before = api.send(&org.key, "before", json!({ "n": 1 })).await;
+
+    // An entry the API would never accept (NUL in the payload) lands in the
+    // stream between good ones, e.g. written by an older release.
+    let pool = redis().await;
+    let keys = Keys::new(&prefix, 1);
+    let poison = uuid::Uuid::now_v7();
+    let _: String = pool
+        .xadd(
+            keys.stream(0),
+            false,
+            None,
+            "*",
+            vec![
+                ("id", poison.to_string()),
+                ("org", org.id.clone()),
+                ("type", "poison".to_owned()),
+                ("ts", chrono::Utc::now().timestamp_millis().to_string()),
+                ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    let after = api.send(&org.key, "after", json!({ "n": 2 })).await;
+
+    let mut worker_config = test_config(&prefix);
+    worker_config.role = Role::Worker;
+    worker_config.stream_shards = 1;
+    let worker = spawn(worker_config).await;
+    let db = db().await;
+    wait_archived(&db, &before).await;
+    wait_archived(&db, &after).await;
+    assert_eq!(archived_count(&db, &poison.to_string()).await, 0);
+    // The refused entry is not dropped: it stays pending in the archive group.
+    let pending: Vec<Value> = pool.xpending(keys.stream(0), "archive", ()).await.unwrap();
+    assert_eq!(pending[0].as_u64(), Some(1));
+    assert_eq!(pending[1].as_string(), pending[2].as_string());
+    worker.stop().await;
+    api.stop().await;
+}

@@ -97,6 +97,22 @@ async fn every_bad_event_gets_its_status_and_a_json_error() {
             422,
             "invalid",
         ),
+        // Postgres cannot store U+0000: refused before it is accepted.
+        (
+            br#"{"type":"t","payload":{"a":{"b":"x\u0000"}}}"#.to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"type":"t\u0000","payload":{}}"#.to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            br#"{"type":"t","payload":{},"dedup_id":"\u0000"}"#.to_vec(),
+            422,
+            "invalid",
+        ),
     ];
     for (body, status, code) in cases {
         let shown = String::from_utf8_lossy(&body)
@@ -142,6 +158,17 @@ async fn every_bad_event_gets_its_status_and_a_json_error() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-ratelimit-limit"], "100000");
+
+    // Text that merely looks like the escape is fine, and archives.
+    let lookalike = app
+        .post_event(
+            &org.key,
+            &serde_json::from_str(r#"{"type":"t","payload":{"a":"\\u0000"}}"#).unwrap(),
+        )
+        .await;
+    assert_eq!(lookalike.status(), 202);
+    let lookalike: Value = lookalike.json().await.unwrap();
+    wait_archived(&db().await, lookalike["id"].as_str().unwrap()).await;
 
     // Nothing accepted before was lost.
     wait_archived(&db().await, &kept).await;
@@ -310,6 +337,7 @@ async fn bad_keys_routes_and_queries_get_json_errors() {
         (json!({ "organization_name": "x".repeat(256) }), 422),
         (json!({ "organization_name": "a", "tier": "platinum" }), 422),
         (json!({ "organization_name": 5 }), 422),
+        (json!({ "organization_name": "nul\u{0}" }), 422),
     ] {
         expect_error(
             &app,

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
 use crate::{
-    domain::{EventRecord, EventStatus, MAX_NAME_CHARS, mint_event_id},
+    domain::{
+        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul, mint_event_id,
+    },
     http::{
         AppState,
         error::ApiError,
@@ -53,6 +55,14 @@ impl NewEvent {
         if !self.payload.get().starts_with('{') {
             return Err(ApiError::Unprocessable(
                 "`payload` must be a JSON object".into(),
+            ));
+        }
+        if contains_nul(&self.event_type)
+            || self.dedup_id.as_deref().is_some_and(contains_nul)
+            || json_contains_nul(self.payload.get())
+        {
+            return Err(ApiError::Unprocessable(
+                "strings may not contain the NUL character (U+0000)".into(),
             ));
         }
         Ok(())

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     auth::keys::{self, KEY_PREFIX, NewKey},
-    domain::{MAX_NAME_CHARS, Tier},
+    domain::{MAX_NAME_CHARS, Tier, contains_nul},
     http::{
         AppState,
         error::ApiError,
@@ -74,9 +74,9 @@ pub async fn generate(
         }
     }
     let name = request.organization_name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || contains_nul(name) {
         return Err(ApiError::Unprocessable(format!(
-            "organization_name must be 1 to {MAX_NAME_CHARS} characters"
+            "organization_name must be 1 to {MAX_NAME_CHARS} characters, without NUL"
         )));
     }
     let tier = match request.tier.as_deref() {
