@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     queue::{Consumer, Delivery},
-    store::{AttemptRow, EventOutcome, Store},
+    store::{AttemptRow, EventOutcome, Store, StoreError},
 };
 
 /// Most outcomes written in one transaction.
@@ -74,29 +74,32 @@ impl Recorder {
         }
     }
 
-    /// Stores a batch, retrying until it is stored: dropping it would lose
-    /// outcomes whose entries are already out of the stream's way.
+    /// Stores a batch, then acknowledges its entries. Unreachable Postgres
+    /// is waited out: dropping the batch would lose outcomes. A batch
+    /// Postgres refuses is stored item by item, and a refused item is left
+    /// unacknowledged (claimed and attempted again later) instead of
+    /// blocking every other outcome behind it.
     async fn flush(&self, batch: &mut Vec<Finished>) {
-        let attempts: Vec<AttemptRow> = batch.iter().filter_map(|f| f.attempt.clone()).collect();
-        // One row per event: the latest outcome wins within a batch.
-        let mut outcomes: Vec<EventOutcome> = Vec::new();
-        for outcome in batch.iter().filter_map(|f| f.outcome.clone()) {
-            match outcomes.iter_mut().find(|o| o.event.id == outcome.event.id) {
-                Some(existing) if existing.attempts <= outcome.attempts => *existing = outcome,
-                Some(_) => {}
-                None => outcomes.push(outcome),
+        let all: Vec<&Finished> = batch.iter().collect();
+        let stored: Vec<&Finished> = match self.store_retrying(&all).await {
+            Ok(()) => all,
+            Err(err) => {
+                tracing::warn!(error = %err, "outcome batch refused; storing one by one");
+                let mut stored = Vec::with_capacity(all.len());
+                for item in all {
+                    match self.store_retrying(&[item]).await {
+                        Ok(()) => stored.push(item),
+                        Err(err) => tracing::error!(
+                            event_id = %item.delivery.event.id,
+                            error = %err,
+                            "Postgres refuses this delivery outcome; its entry stays pending"
+                        ),
+                    }
+                }
+                stored
             }
-        }
-        // Entries of pull consumers (no webhook) have nothing to record.
-        if !(attempts.is_empty() && outcomes.is_empty()) {
-            let mut backoff = Duration::from_millis(100);
-            while let Err(err) = self.store.record_deliveries(&attempts, &outcomes).await {
-                tracing::error!(error = %err, "cannot record delivery outcomes; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-        for (organization_id, reason) in batch.iter().filter_map(|f| f.disable_webhook.clone()) {
+        };
+        for (organization_id, reason) in stored.iter().filter_map(|f| f.disable_webhook.clone()) {
             match self.store.disable_webhook(organization_id, &reason).await {
                 Ok(()) => tracing::warn!(%organization_id, reason, "webhook disabled"),
                 Err(err) => {
@@ -104,10 +107,42 @@ impl Recorder {
                 }
             }
         }
-        let deliveries: Vec<Delivery> = batch.drain(..).map(|f| f.delivery).collect();
+        let deliveries: Vec<Delivery> = stored.iter().map(|f| f.delivery.clone()).collect();
         if let Err(err) = self.consumer.ack(&deliveries).await {
             // Unacknowledged entries are claimed again later: attempted twice, not lost.
             tracing::error!(error = %err, "cannot acknowledge delivered entries");
+        }
+        batch.clear();
+    }
+
+    /// Writes the items' attempts and outcomes, waiting out connectivity
+    /// errors; returns the error when Postgres refuses the data itself.
+    async fn store_retrying(&self, items: &[&Finished]) -> Result<(), StoreError> {
+        let attempts: Vec<AttemptRow> = items.iter().filter_map(|f| f.attempt.clone()).collect();
+        // One row per event: the latest outcome wins within a batch.
+        let mut outcomes: Vec<EventOutcome> = Vec::new();
+        for outcome in items.iter().filter_map(|f| f.outcome.clone()) {
+            match outcomes.iter_mut().find(|o| o.event.id == outcome.event.id) {
+                Some(existing) if existing.attempts <= outcome.attempts => *existing = outcome,
+                Some(_) => {}
+                None => outcomes.push(outcome),
+            }
+        }
+        // Entries of pull consumers (no webhook) have nothing to record.
+        if attempts.is_empty() && outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.record_deliveries(&attempts, &outcomes).await {
+                Ok(()) => return Ok(()),
+                Err(err @ StoreError::Unavailable(_)) => {
+                    tracing::error!(error = %err, "cannot record delivery outcomes; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => return Err(err),
+            }
         }
     }
 }

@@ -422,3 +422,47 @@ async fn internal_targets_are_refused_when_configured_and_when_delivering() {
     lenient.stop().await;
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_postgres_refuses_does_not_block_the_others() {
+    let mut config = webhook_config(&[100]);
+    config.stream_shards = 1;
+    let prefix = config.redis_prefix.clone();
+    let app = spawn(config).await;
+    let receiver = Receiver::start().await;
+    let org = app.create_org("pro").await;
+    configure(&app, &org.key, &receiver.url).await;
+
+    // An entry the API would refuse (NUL in the payload) reaches the stream
+    // anyway, e.g. from an older release: it can be pushed, not stored.
+    let pool = crate::helpers::redis().await;
+    let keys = triggers_api::redis::Keys::new(&prefix, 1);
+    let poison = uuid::Uuid::now_v7();
+    let _: String = fred::prelude::StreamsInterface::xadd(
+        &pool,
+        keys.stream(0),
+        false,
+        None,
+        "*",
+        vec![
+            ("id", poison.to_string()),
+            ("org", org.id.clone()),
+            ("type", "poison".to_owned()),
+            ("ts", chrono::Utc::now().timestamp_millis().to_string()),
+            ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
+        ],
+    )
+    .await
+    .unwrap();
+    let good = app.send(&org.key, "good", json!({})).await;
+    wait_status(&app, &org.key, &good, "delivered").await;
+    let later = app.send(&org.key, "later", json!({})).await;
+    wait_status(&app, &org.key, &later, "delivered").await;
+    // The refused outcome's entry stays pending in the delivery group.
+    let pending: Vec<fred::prelude::Value> =
+        fred::prelude::StreamsInterface::xpending(&pool, keys.stream(0), "delivery", ())
+            .await
+            .unwrap();
+    assert_eq!(pending[0].as_u64(), Some(1));
+    app.stop().await;
+}
