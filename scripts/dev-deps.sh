@@ -16,6 +16,13 @@
 # Environment:
 #   TRIGGERS_DEV_REDIS_PORT   Redis port on 127.0.0.1       (default 56379)
 #   TRIGGERS_DEV_PG_PORT      PostgreSQL port on 127.0.0.1  (default 55432)
+#   TRIGGERS_DEV_REDIS_CLUSTER=1
+#                             also run a 3-node Redis Cluster (for the tests
+#                             that prove the service works on Cluster) and
+#                             export REDIS_CLUSTER_URL
+#   TRIGGERS_DEV_REDIS_CLUSTER_PORT
+#                             its first node's port (default 47001; the next two
+#                             follow; each node also uses its port + 10000)
 #   DATABASE_URL, REDIS_URL   left untouched when the caller already set them
 #
 # Non-default ports are used on purpose so a system-wide Redis (6379) or
@@ -36,6 +43,9 @@ if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
         bash "${BASH_SOURCE[0]}" start >/dev/null || return $?
     export DATABASE_URL="${DATABASE_URL:-postgres://triggers:triggers@127.0.0.1:${TRIGGERS_DEV_PG_PORT:-55432}/triggers}"
     export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${TRIGGERS_DEV_REDIS_PORT:-56379}}"
+    if [[ "${TRIGGERS_DEV_REDIS_CLUSTER:-}" == 1 ]]; then
+        export REDIS_CLUSTER_URL="${REDIS_CLUSTER_URL:-redis-cluster://127.0.0.1:${TRIGGERS_DEV_REDIS_CLUSTER_PORT:-47001}}"
+    fi
     return 0
 fi
 
@@ -47,6 +57,9 @@ DATA_ROOT="$REPO_ROOT/.data"
 REDIS_PORT="${TRIGGERS_DEV_REDIS_PORT:-56379}"
 PG_PORT="${TRIGGERS_DEV_PG_PORT:-55432}"
 REDIS_DIR="$DATA_ROOT/redis"
+CLUSTER_BASE_PORT="${TRIGGERS_DEV_REDIS_CLUSTER_PORT:-47001}"
+CLUSTER_PORTS=("$CLUSTER_BASE_PORT" "$((CLUSTER_BASE_PORT + 1))" "$((CLUSTER_BASE_PORT + 2))")
+CLUSTER_DIR="$DATA_ROOT/redis-cluster"
 # Used when the `postgres` system user cannot reach $DATA_ROOT (see below).
 PG_FALLBACK_ROOT="/tmp/triggers-api-dev"
 PG_MAX_CONNECTIONS=300
@@ -156,6 +169,72 @@ stop_redis() {
         waited=$((waited + 1))
     done
     log "stopped redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# -------------------------------------------------------- Redis Cluster ----
+
+cluster_ok() {
+    redis-cli -h 127.0.0.1 -p "$CLUSTER_BASE_PORT" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+# Three masters, no replicas: the smallest real cluster, for tests that
+# prove the service's keys and commands respect hash slots.
+start_redis_cluster() {
+    ensure_redis_installed
+    local port
+    for port in "${CLUSTER_PORTS[@]}"; do
+        if [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == "PONG" ]]; then
+            continue
+        fi
+        mkdir -p "$CLUSTER_DIR/$port"
+        redis-server \
+            --bind 127.0.0.1 \
+            --port "$port" \
+            --dir "$CLUSTER_DIR/$port" \
+            --cluster-enabled yes \
+            --cluster-config-file nodes.conf \
+            --daemonize yes \
+            --pidfile "$CLUSTER_DIR/$port/redis.pid" \
+            --logfile "$CLUSTER_DIR/$port/redis.log" \
+            --appendonly yes \
+            --maxmemory-policy noeviction \
+            --save ''
+    done
+    local waited=0
+    for port in "${CLUSTER_PORTS[@]}"; do
+        until [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == "PONG" ]]; do
+            ((waited < REDIS_START_TIMEOUT * 10)) || die "cluster node 127.0.0.1:$port did not start (log: $CLUSTER_DIR/$port/redis.log)"
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    done
+    if ! cluster_ok; then
+        # Nodes restarted from their nodes.conf rejoin by themselves; only a
+        # cluster that never had slots assigned needs creating.
+        if redis-cli -h 127.0.0.1 -p "$CLUSTER_BASE_PORT" cluster info 2>/dev/null | grep -q '^cluster_slots_assigned:0'; then
+            redis-cli --cluster create "${CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+        fi
+        waited=0
+        until cluster_ok; do
+            ((waited < 300)) || die "redis cluster on 127.0.0.1:${CLUSTER_PORTS[*]} did not reach state ok"
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    log "redis cluster runs on 127.0.0.1:${CLUSTER_PORTS[*]}; REDIS_CLUSTER_URL=$(cluster_url)"
+}
+
+stop_redis_cluster() {
+    command -v redis-cli >/dev/null 2>&1 || return 0
+    local port
+    for port in "${CLUSTER_PORTS[@]}"; do
+        local dir
+        dir="$(redis-cli -h 127.0.0.1 -p "$port" config get dir 2>/dev/null | sed -n 2p)"
+        if [[ "$dir" == "$CLUSTER_DIR/$port" ]]; then
+            redis-cli -h 127.0.0.1 -p "$port" shutdown >/dev/null 2>&1 || true
+            log "stopped redis cluster node on 127.0.0.1:$port"
+        fi
+    done
 }
 
 # ----------------------------------------------------------- PostgreSQL ----
@@ -376,6 +455,7 @@ stop_pg() {
 
 database_url() { printf '%s' "${DATABASE_URL:-postgres://triggers:triggers@127.0.0.1:$PG_PORT/triggers}"; }
 redis_url() { printf '%s' "${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"; }
+cluster_url() { printf '%s' "${REDIS_CLUSTER_URL:-redis-cluster://127.0.0.1:$CLUSTER_BASE_PORT}"; }
 
 cmd_start() {
     start_redis
@@ -387,6 +467,10 @@ cmd_start() {
     # stdout carries only shell code so `eval "$(scripts/dev-deps.sh)"` works.
     printf 'export DATABASE_URL=%q\n' "$(database_url)"
     printf 'export REDIS_URL=%q\n' "$(redis_url)"
+    if [[ "${TRIGGERS_DEV_REDIS_CLUSTER:-}" == 1 ]]; then
+        start_redis_cluster
+        printf 'export REDIS_CLUSTER_URL=%q\n' "$(cluster_url)"
+    fi
 }
 
 cmd_status() {
@@ -410,10 +494,12 @@ case "${1:-start}" in
     start) cmd_start ;;
     stop)
         stop_redis
+        stop_redis_cluster
         stop_pg
         ;;
     restart)
         stop_redis
+        stop_redis_cluster
         stop_pg
         cmd_start
         ;;

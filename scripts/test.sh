@@ -9,6 +9,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The suite includes tests against a 3-node Redis Cluster as well.
+export TRIGGERS_DEV_REDIS_CLUSTER=1
 # shellcheck source=scripts/dev-deps.sh
 source scripts/dev-deps.sh
 

@@ -13,6 +13,9 @@ use crate::{
     redis::{Keys, RedisError},
 };
 
+/// How long a consumer on Redis Cluster waits after a round that found nothing.
+const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(50);
+
 /// An event read from a stream, to be acknowledged once its work is durable.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -109,26 +112,65 @@ impl Consumer {
     }
 
     /// New entries from any shard, waiting up to `block` for some to arrive.
+    ///
+    /// One node serves every stream with one blocking `XREADGROUP`. On Redis
+    /// Cluster the shards live in different slots, which one command cannot
+    /// span, so each shard's streams are read without blocking, and an idle
+    /// round waits a moment before the next.
     pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
-        let streams: Vec<String> = self.streams.iter().map(|(_, _, s)| s.clone()).collect();
-        let ids: Vec<XID> = streams.iter().map(|_| XID::NewInGroup).collect();
+        if !self.reader.is_clustered() {
+            let all: Vec<&str> = self.streams.iter().map(|(_, _, s)| s.as_str()).collect();
+            return self.read_group(&all, count, Some(block)).await;
+        }
+        let mut out = Vec::new();
+        let mut shards: Vec<u16> = self.streams.iter().map(|(shard, ..)| *shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let streams: Vec<&str> = self
+                .streams
+                .iter()
+                .filter(|(s, ..)| *s == shard)
+                .map(|(_, _, stream)| stream.as_str())
+                .collect();
+            let left = count.saturating_sub(out.len() as u64);
+            if left == 0 {
+                break;
+            }
+            out.extend(self.read_group(&streams, left, None).await?);
+        }
+        if out.is_empty() {
+            tokio::time::sleep(block.min(CLUSTER_IDLE_WAIT)).await;
+        }
+        Ok(out)
+    }
+
+    /// One `XREADGROUP` over `streams`, blocking for `block` when given.
+    async fn read_group(
+        &self,
+        streams: &[&str],
+        count: u64,
+        block: Option<Duration>,
+    ) -> Result<Vec<Delivery>, RedisError> {
+        let keys: Vec<String> = streams.iter().map(|s| (*s).to_owned()).collect();
+        let ids: Vec<XID> = keys.iter().map(|_| XID::NewInGroup).collect();
         let reply: Value = self
             .reader
             .xreadgroup(
                 self.group.as_str(),
                 self.name.as_str(),
                 Some(count),
-                Some(block.as_millis() as u64),
+                block.map(|b| b.as_millis() as u64),
                 false,
-                streams,
+                keys,
                 ids,
             )
             .await?;
         let mut out = Vec::new();
+        // Nil when nothing came; otherwise `[[stream, [entry, ...]], ...]`.
         if reply.is_null() {
             return Ok(out);
         }
-        // Nil when the block timed out; otherwise `[[stream, [entry, ...]], ...]`.
         for per_stream in reply.into_array() {
             let mut pair = per_stream.into_array().into_iter();
             let (Some(stream), Some(entries)) =
