@@ -136,9 +136,8 @@ impl Retries {
         event: &EventRecord,
         error: &str,
     ) -> Result<(), RedisError> {
-        let mut fields = entry::to_fields(event);
-        fields.push("error".into());
-        fields.push(error.into());
+        let mut fields = entry::to_pairs(event);
+        fields.push(("error", error.to_owned()));
         let _: String = self
             .pool
             .xadd(
@@ -146,10 +145,7 @@ impl Retries {
                 false,
                 ("MAXLEN", "~", DEAD_LETTER_MAXLEN),
                 "*",
-                fields
-                    .chunks(2)
-                    .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.clone())))
-                    .collect::<Vec<(String, Value)>>(),
+                fields,
             )
             .await?;
         Ok(())
@@ -162,9 +158,9 @@ fn redelivery_fields(
     attempt: u32,
     series_try: u32,
 ) -> Result<String, RedisError> {
-    let mut fields: Vec<String> = entry::to_fields(event)
+    let mut fields: Vec<String> = entry::to_pairs(event)
         .into_iter()
-        .map(|v| v.as_string().unwrap_or_default())
+        .flat_map(|(name, value)| [name.to_owned(), value])
         .collect();
     fields.extend([
         entry::ATTEMPT.to_owned(),

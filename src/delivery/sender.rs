@@ -100,7 +100,8 @@ impl Sender {
         }
         let body = webhook::message_body(event);
         let msg_id = event.id.to_string();
-        let timestamp = webhook::unix_timestamp(now);
+        // `webhook-timestamp`: seconds since the epoch.
+        let timestamp = now.timestamp();
         let signature = webhook::signature(&target.signing_secrets(now), &msg_id, timestamp, &body);
         let response = self
             .client

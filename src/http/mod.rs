@@ -12,8 +12,6 @@ mod headers;
 mod middleware;
 mod routes;
 
-pub use routes::{rfc3339, rfc3339_opt};
-
 use std::sync::Arc;
 
 use axum::{

@@ -13,24 +13,27 @@ pub const ATTEMPT: &str = "attempt";
 /// On redelivery entries: the position in the current retry series.
 pub const SERIES_TRY: &str = "try";
 
-pub fn to_fields(event: &EventRecord) -> Vec<Value> {
-    let mut fields: Vec<Value> = vec![
-        "id".into(),
-        event.id.to_string().into(),
-        "org".into(),
-        event.organization_id.to_string().into(),
-        "type".into(),
-        event.event_type.as_str().into(),
-        "ts".into(),
-        event.created_at.timestamp_millis().into(),
-        "payload".into(),
-        event.payload.as_str().into(),
+/// The entry's fields as (name, value) pairs.
+pub fn to_pairs(event: &EventRecord) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![
+        ("id", event.id.to_string()),
+        ("org", event.organization_id.to_string()),
+        ("type", event.event_type.clone()),
+        ("ts", event.created_at.timestamp_millis().to_string()),
+        ("payload", event.payload.clone()),
     ];
     if let Some(dedup) = &event.dedup_id {
-        fields.push("dedup".into());
-        fields.push(dedup.as_str().into());
+        pairs.push(("dedup", dedup.clone()));
     }
-    fields
+    pairs
+}
+
+/// The entry's fields flattened, as `XADD` takes them.
+pub fn to_fields(event: &EventRecord) -> Vec<Value> {
+    to_pairs(event)
+        .into_iter()
+        .flat_map(|(name, value)| [Value::from(name), Value::from(value)])
+        .collect()
 }
 
 pub fn from_fields(fields: &HashMap<String, String>) -> Result<EventRecord, RedisError> {

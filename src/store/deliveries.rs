@@ -37,18 +37,15 @@ impl WebhookTarget {
 }
 
 /// One delivery attempt, as recorded.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
     pub event_id: Uuid,
     pub attempt: i32,
-    #[serde(skip)]
     pub organization_id: Uuid,
-    #[serde(serialize_with = "crate::http::rfc3339")]
     pub attempted_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub response_status: Option<i32>,
     pub error: Option<String>,
-    #[serde(serialize_with = "crate::http::rfc3339_opt")]
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 

@@ -4,7 +4,7 @@
 pub mod address;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -53,11 +53,6 @@ pub fn signature(secrets: &[&str], msg_id: &str, timestamp: i64, body: &str) -> 
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Seconds since the epoch, as `webhook-timestamp` carries it.
-pub fn unix_timestamp(at: DateTime<Utc>) -> i64 {
-    at.timestamp()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{events::find, rfc3339};
+use super::{events::find, rfc3339, rfc3339_opt};
 use crate::{
     domain::EventRecord,
     http::{
@@ -13,7 +13,7 @@ use crate::{
         error::ApiError,
         extract::{EventId, JsonBody, Limited, parse_json},
     },
-    store::{EventRow, SECRET_ROTATION_GRACE_HOURS},
+    store::{AttemptRow, EventRow, SECRET_ROTATION_GRACE_HOURS},
     webhook::{self, address},
 };
 
@@ -86,6 +86,33 @@ pub async fn rotate_secret(
     Ok((limit, Json(body)))
 }
 
+#[derive(Serialize)]
+struct AttemptView {
+    event_id: Uuid,
+    attempt: i32,
+    #[serde(serialize_with = "rfc3339")]
+    attempted_at: DateTime<Utc>,
+    duration_ms: i32,
+    response_status: Option<i32>,
+    error: Option<String>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    next_retry_at: Option<DateTime<Utc>>,
+}
+
+impl From<AttemptRow> for AttemptView {
+    fn from(row: AttemptRow) -> Self {
+        Self {
+            event_id: row.event_id,
+            attempt: row.attempt,
+            attempted_at: row.attempted_at,
+            duration_ms: row.duration_ms,
+            response_status: row.response_status,
+            error: row.error,
+            next_retry_at: row.next_retry_at,
+        }
+    }
+}
+
 /// `GET /api/events/{id}/attempts`: every delivery attempt, oldest first.
 pub async fn attempts(
     State(state): State<AppState>,
@@ -98,6 +125,7 @@ pub async fn attempts(
         // No attempts yet, or no such event: tell the two apart.
         find(&state, org_id, id).await?;
     }
+    let attempts: Vec<AttemptView> = attempts.into_iter().map(AttemptView::from).collect();
     Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
 }
 
