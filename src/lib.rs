@@ -29,7 +29,7 @@ use crate::{
     auth::Authenticator,
     config::Config,
     delivery::{DeliveryWorker, Limits, Retries, Sender},
-    http::AppState,
+    http::{AppState, Services},
     queue::{Consumer, Queue, StreamKind},
     ratelimit::RateLimiter,
     redis::Keys,
@@ -126,7 +126,7 @@ pub async fn run(
     }
     tasks.close();
 
-    let state = AppState {
+    let state = AppState::new(Services {
         config: Arc::clone(&config),
         store,
         queue,
@@ -134,7 +134,7 @@ pub async fn run(
         retries,
         auth,
         metrics: metrics::handle(),
-    };
+    });
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "listening");
     axum::serve(listener, http::router(state))

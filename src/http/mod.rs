@@ -30,9 +30,12 @@ use crate::{
     ratelimit::RateLimiter, store::Store,
 };
 
-/// Cheap handles to everything a handler may need.
+/// Everything a handler may need, behind one `Arc`: axum clones the state
+/// for every extractor of every request, so a clone must be one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub queue: Queue,
@@ -40,6 +43,20 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub retries: Retries,
     pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
