@@ -147,7 +147,7 @@ pub struct Config {
     #[arg(long, env = "TRIGGERS_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h", value_parser = parse_schedule)]
     pub retry_schedule: RetrySchedule,
 
-    /// Most webhook requests in flight in this process.
+    /// Most deliveries in flight or waiting for a slot in this process.
     #[arg(long, env = "TRIGGERS_DELIVERY_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub delivery_concurrency: u32,
 

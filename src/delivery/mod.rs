@@ -23,13 +23,14 @@
 //!
 //! # Fairness and back-pressure
 //!
-//! A worker holds at most `TRIGGERS_DELIVERY_CONCURRENCY` requests in
-//! flight, and at most `TRIGGERS_DELIVERY_PER_ORG` for one organization. It
-//! reads no more entries than it has free slots, so a slow fleet of
-//! endpoints stops the reading instead of filling memory. An entry whose
-//! organization has no free slot is put back in the retry set for a second
-//! (not counted as an attempt), so one organization's slow or dead endpoint
-//! never holds up another's deliveries.
+//! A worker keeps at most `TRIGGERS_DELIVERY_CONCURRENCY` entries in memory
+//! (in flight or waiting), and reads no more than it has room for, so a slow
+//! fleet of endpoints stops the reading instead of filling memory. One
+//! organization has at most `TRIGGERS_DELIVERY_PER_ORG` requests in flight
+//! and as many entries waiting behind them; a further entry of that
+//! organization goes back to the retry set for a second (not counted as an
+//! attempt), so one organization's slow or dead endpoint never holds up
+//! another's deliveries.
 //!
 //! # Crashes
 //!

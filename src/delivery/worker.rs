@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -61,27 +64,57 @@ struct Context {
     finished: mpsc::Sender<Finished>,
 }
 
+/// One organization's share of a worker: requests in flight, and entries
+/// waiting in memory for one of them to finish.
+struct OrgSlot {
+    in_flight: Arc<Semaphore>,
+    waiting: AtomicU32,
+}
+
 /// Per-organization delivery slots.
 struct OrgSlots {
     per_org: u32,
-    slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    slots: Mutex<HashMap<Uuid, Arc<OrgSlot>>>,
+}
+
+/// What to do with an entry, given its organization's slots.
+enum Admit {
+    Now(OwnedSemaphorePermit),
+    /// After a request of the same organization finishes.
+    Wait(Arc<OrgSlot>),
+    /// The organization already has its fill in memory: back to Redis.
+    Defer,
 }
 
 impl OrgSlots {
-    fn try_acquire(&self, organization_id: Uuid) -> Option<OwnedSemaphorePermit> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slots.len() > 10_000 {
-            // Forget idle organizations so the map stays small.
-            let full = self.per_org as usize;
-            slots.retain(|_, s| s.available_permits() < full);
+    fn admit(&self, organization_id: Uuid) -> Admit {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if slots.len() > 10_000 {
+                // Forget idle organizations so the map stays small.
+                let full = self.per_org as usize;
+                slots.retain(|_, s| {
+                    s.in_flight.available_permits() < full || s.waiting.load(Ordering::Relaxed) > 0
+                });
+            }
+            Arc::clone(slots.entry(organization_id).or_insert_with(|| {
+                Arc::new(OrgSlot {
+                    in_flight: Arc::new(Semaphore::new(self.per_org as usize)),
+                    waiting: AtomicU32::new(0),
+                })
+            }))
+        };
+        if let Ok(permit) = Arc::clone(&slot.in_flight).try_acquire_owned() {
+            return Admit::Now(permit);
         }
-        let slot = slots
-            .entry(organization_id)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_org as usize)));
-        Arc::clone(slot).try_acquire_owned().ok()
+        if slot.waiting.fetch_add(1, Ordering::AcqRel) < self.per_org {
+            return Admit::Wait(slot);
+        }
+        slot.waiting.fetch_sub(1, Ordering::AcqRel);
+        Admit::Defer
     }
 }
 
@@ -211,17 +244,35 @@ impl DeliveryWorker {
                 let _ = context.finished.send(finished).await;
                 continue;
             };
-            let Some(org_slot) = orgs.try_acquire(delivery.event.organization_id) else {
-                defer(context, delivery).await;
-                continue;
-            };
-            let Ok(slot) = Arc::clone(global).acquire_owned().await else {
+            // Entries in memory (waiting or in flight) never exceed the
+            // global limit: the loop reads no more than it has room for.
+            let Ok(held) = Arc::clone(global).acquire_owned().await else {
                 return;
+            };
+            let org_slot = match orgs.admit(delivery.event.organization_id) {
+                Admit::Now(permit) => Ok(permit),
+                Admit::Wait(slot) => Err(slot),
+                Admit::Defer => {
+                    drop(held);
+                    defer(context, delivery).await;
+                    continue;
+                }
             };
             let (context, target) = (Arc::clone(context), target.clone());
             tasks.spawn(async move {
+                let permit = match org_slot {
+                    Ok(permit) => permit,
+                    Err(slot) => {
+                        let permit = Arc::clone(&slot.in_flight).acquire_owned().await;
+                        slot.waiting.fetch_sub(1, Ordering::AcqRel);
+                        match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return,
+                        }
+                    }
+                };
                 deliver(&context, delivery, &target).await;
-                drop((slot, org_slot));
+                drop((permit, held));
             });
         }
     }
