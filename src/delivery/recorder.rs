@@ -80,6 +80,16 @@ impl Recorder {
     /// unacknowledged (claimed and attempted again later) instead of
     /// blocking every other outcome behind it.
     async fn flush(&self, batch: &mut Vec<Finished>) {
+        // Before the outcomes: whoever sees an event dead-lettered by a 410
+        // must also see its webhook disabled.
+        for (organization_id, reason) in batch.iter().filter_map(|f| f.disable_webhook.clone()) {
+            match self.store.disable_webhook(organization_id, &reason).await {
+                Ok(()) => tracing::warn!(%organization_id, reason, "webhook disabled"),
+                Err(err) => {
+                    tracing::error!(%organization_id, error = %err, "cannot disable webhook")
+                }
+            }
+        }
         let all: Vec<&Finished> = batch.iter().collect();
         let stored: Vec<&Finished> = match self.store_retrying(&all).await {
             Ok(()) => all,
@@ -99,14 +109,6 @@ impl Recorder {
                 stored
             }
         };
-        for (organization_id, reason) in stored.iter().filter_map(|f| f.disable_webhook.clone()) {
-            match self.store.disable_webhook(organization_id, &reason).await {
-                Ok(()) => tracing::warn!(%organization_id, reason, "webhook disabled"),
-                Err(err) => {
-                    tracing::error!(%organization_id, error = %err, "cannot disable webhook")
-                }
-            }
-        }
         let deliveries: Vec<Delivery> = stored.iter().map(|f| f.delivery.clone()).collect();
         if let Err(err) = self.consumer.ack(&deliveries).await {
             // Unacknowledged entries are claimed again later: attempted twice, not lost.
