@@ -12,7 +12,8 @@ use triggers_api::{
 };
 
 use crate::helpers::{
-    archived_count, db, eventually, redis, spawn, test_config, unique_prefix, wait_archived,
+    archived_count, db, eventually, inject_unstorable_entry, redis, spawn, test_config,
+    unique_prefix, wait_archived,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,23 +155,7 @@ async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
     // stream between good ones, e.g. written by an older release.
     let pool = redis().await;
     let keys = Keys::new(&prefix, 1);
-    let poison = uuid::Uuid::now_v7();
-    let _: String = pool
-        .xadd(
-            keys.stream(0),
-            false,
-            None,
-            "*",
-            vec![
-                ("id", poison.to_string()),
-                ("org", org.id.clone()),
-                ("type", "poison".to_owned()),
-                ("ts", chrono::Utc::now().timestamp_millis().to_string()),
-                ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
-            ],
-        )
-        .await
-        .unwrap();
+    let poison = inject_unstorable_entry(&pool, &prefix, &org.id).await;
     let after = api.send(&org.key, "after", json!({ "n": 2 })).await;
 
     let mut worker_config = test_config(&prefix);

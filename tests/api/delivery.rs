@@ -437,23 +437,7 @@ async fn an_outcome_postgres_refuses_does_not_block_the_others() {
     // anyway, e.g. from an older release: it can be pushed, not stored.
     let pool = crate::helpers::redis().await;
     let keys = triggers_api::redis::Keys::new(&prefix, 1);
-    let poison = uuid::Uuid::now_v7();
-    let _: String = fred::prelude::StreamsInterface::xadd(
-        &pool,
-        keys.stream(0),
-        false,
-        None,
-        "*",
-        vec![
-            ("id", poison.to_string()),
-            ("org", org.id.clone()),
-            ("type", "poison".to_owned()),
-            ("ts", chrono::Utc::now().timestamp_millis().to_string()),
-            ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
-        ],
-    )
-    .await
-    .unwrap();
+    crate::helpers::inject_unstorable_entry(&pool, &prefix, &org.id).await;
     let good = app.send(&org.key, "good", json!({})).await;
     wait_status(&app, &org.key, &good, "delivered").await;
     let later = app.send(&org.key, "later", json!({})).await;

@@ -203,3 +203,28 @@ pub async fn wait_archived(db: &sqlx::PgPool, id: &str) {
     })
     .await;
 }
+
+/// Writes an entry Postgres cannot store (NUL in its payload) straight into
+/// shard 0's stream, as an older release might have: the API refuses such
+/// events, so only this way can a test put one there. Returns its event id.
+pub async fn inject_unstorable_entry(pool: &Pool, prefix: &str, organization_id: &str) -> Uuid {
+    let keys = triggers_api::redis::Keys::new(prefix, 1);
+    let id = Uuid::now_v7();
+    let _: String = fred::prelude::StreamsInterface::xadd(
+        pool,
+        keys.stream(0),
+        false,
+        None,
+        "*",
+        vec![
+            ("id", id.to_string()),
+            ("org", organization_id.to_owned()),
+            ("type", "poison".to_owned()),
+            ("ts", chrono::Utc::now().timestamp_millis().to_string()),
+            ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
+        ],
+    )
+    .await
+    .expect("xadd");
+    id
+}
