@@ -5,6 +5,7 @@ mod archive;
 mod cluster;
 mod delivery;
 mod flow;
+mod fuzz;
 mod helpers;
 mod isolation;
 mod operations;
