@@ -113,8 +113,9 @@ pub struct Config {
     pub archive_batch: u64,
 
     /// How long a verified API key stays in this process's memory. Rotation
-    /// is pushed to every replica at once; this bounds a missed push.
-    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// is pushed to every replica at once; this bounds a push that was
+    /// missed or raced with a lookup, so keep it at most a second.
+    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub key_cache_ttl: Duration,
 
     /// Postgres connections per process.

@@ -3,10 +3,11 @@
 //! A presented key is looked up by its SHA-256 digest, first in this
 //! process's memory (seconds), then in Redis (minutes), and only then in
 //! Postgres, where the argon2id hash is checked. So argon2 runs once per key
-//! per cache lifetime, never per request. Rotating a key deletes its Redis
-//! entry and announces the digest on a pub/sub channel; every replica drops
-//! it from memory at once, and drops everything after a reconnect, since it
-//! may have missed announcements meanwhile. The memory TTL bounds the rest.
+//! per cache lifetime, never per request. Rotating a key overwrites its
+//! Redis entry with a rejection and announces the digest on a pub/sub
+//! channel; every replica drops it from memory at once, and drops everything
+//! after a reconnect, since it may have missed announcements meanwhile. The
+//! memory TTL (a second) bounds the rest.
 
 pub mod keys;
 
@@ -124,18 +125,30 @@ impl Authenticator {
             ),
             None => (REJECTED.to_owned(), REJECTED_TTL, Cached::Rejected),
         };
-        let _: () = self
+        // NX: a rotation that landed while we were verifying has written
+        // its verdict already, and that verdict wins over ours.
+        let written: Option<String> = self
             .pool
             .set(
                 &redis_key,
                 value,
                 Some(Expiration::EX(ttl.as_secs() as i64)),
-                None,
+                Some(SetOptions::NX),
                 false,
             )
             .await
             .map_err(RedisError::from)?;
-        Ok(cached)
+        if written.is_some() {
+            return Ok(cached);
+        }
+        let current: Option<String> = self.pool.get(&redis_key).await.map_err(RedisError::from)?;
+        Ok(
+            match current.map(|c| serde_json::from_str::<OrgContext>(&c)) {
+                Some(Ok(org)) => Cached::Valid(Arc::new(org)),
+                Some(Err(_)) => Cached::Rejected,
+                None => cached,
+            },
+        )
     }
 
     async fn verify_in_store(&self, presented: &str) -> Result<Option<Arc<OrgContext>>, AuthError> {
@@ -157,17 +170,25 @@ impl Authenticator {
         Ok(Some(Arc::new(credentials.context()?)))
     }
 
-    /// Makes `presented` fail on every replica: forgets it here, in Redis,
+    /// Makes `presented` fail on every replica: records the rejection in
+    /// Redis (rather than deleting the entry, so a replica verifying the key
+    /// at this very moment cannot write it back as valid), forgets it here,
     /// and tells the other replicas to forget it.
     pub async fn forget(&self, presented: &str) -> Result<(), AuthError> {
         let digest = keys::digest(presented);
         let digest_hex = hex::encode(digest);
-        self.local.invalidate(&digest).await;
-        let _: i64 = self
+        let _: () = self
             .pool
-            .del(self.keys.api_key(&digest_hex))
+            .set(
+                self.keys.api_key(&digest_hex),
+                REJECTED,
+                Some(Expiration::EX(REDIS_TTL.as_secs() as i64)),
+                None,
+                false,
+            )
             .await
             .map_err(RedisError::from)?;
+        self.local.invalidate(&digest).await;
         let _: i64 = self
             .pool
             .next()
