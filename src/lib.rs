@@ -21,6 +21,7 @@ pub mod webhook;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -137,6 +138,13 @@ pub async fn run(
     });
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "listening");
+    // Answers are small and latency-bound: send them at once, not when
+    // Nagle's algorithm decides to.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
