@@ -13,7 +13,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED, STREAM_LENGTH, STREAM_PENDING},
+    metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED},
     queue::{Consumer, Delivery, Queue},
     redis::RedisError,
     store::{Store, StoreError},
@@ -78,7 +78,7 @@ impl Archiver {
             }
             if last_trim.elapsed() >= TRIM_EVERY {
                 last_trim = Instant::now();
-                if let Err(err) = self.trim().await {
+                if let Err(err) = self.consumer.trim().await {
                     tracing::warn!(error = %err, "stream trim failed");
                 }
             }
@@ -171,14 +171,5 @@ impl Archiver {
             }
         }
         Ok(archived)
-    }
-
-    async fn trim(&self) -> Result<(), RedisError> {
-        for stats in self.consumer.trim().await? {
-            let shard = stats.shard.to_string();
-            metrics::gauge!(STREAM_LENGTH, "shard" => shard.clone()).set(stats.length as f64);
-            metrics::gauge!(STREAM_PENDING, "shard" => shard).set(stats.pending as f64);
-        }
-        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use crate::{
     domain::EventStatus,
     metrics::{
         DEAD_LETTERS, DELIVERIES, DELIVERIES_DEFERRED, DELIVERIES_IN_FLIGHT, DELIVERY_DURATION,
-        DELIVERY_END_TO_END, RETRIES_SCHEDULED, STREAM_LENGTH,
+        DELIVERY_END_TO_END, RETRIES_SCHEDULED,
     },
     queue::{Consumer, Delivery, StreamKind},
     store::{AttemptRow, EventOutcome, Store, WebhookTarget},
@@ -278,14 +278,8 @@ impl DeliveryWorker {
     }
 
     async fn housekeeping(&self) {
-        match self.consumer.trim().await {
-            Ok(stats) => {
-                for s in stats {
-                    metrics::gauge!(STREAM_LENGTH, "shard" => s.shard.to_string(), "stream" => s.stream)
-                        .set(s.length as f64);
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "stream trim failed"),
+        if let Err(err) = self.consumer.trim().await {
+            tracing::warn!(error = %err, "stream trim failed");
         }
         if let Ok(scheduled) = self.retries.scheduled().await {
             metrics::gauge!(RETRIES_SCHEDULED).set(scheduled as f64);

@@ -10,6 +10,7 @@ use fred::{
 use super::entry;
 use crate::{
     domain::EventRecord,
+    metrics::{STREAM_LENGTH, STREAM_PENDING},
     redis::{Keys, RedisError},
 };
 
@@ -47,16 +48,6 @@ impl StreamKind {
             StreamKind::Redeliver => keys.redeliver(shard),
         }
     }
-}
-
-/// One stream's size and backlog, for metrics.
-#[derive(Debug, Clone)]
-pub struct StreamStats {
-    pub shard: u16,
-    pub stream: String,
-    pub length: u64,
-    /// Entries this consumer's group read but has not acknowledged.
-    pub pending: u64,
 }
 
 #[derive(Clone)]
@@ -234,13 +225,11 @@ impl Consumer {
         Ok(())
     }
 
-    /// Trims every shard stream below the oldest entry some group still
-    /// needs, and reports the streams' sizes.
-    pub async fn trim(&self) -> Result<Vec<StreamStats>, RedisError> {
-        let mut stats = Vec::new();
-        for (shard, _, stream) in &self.streams {
-            let (shard, stream) = (*shard, stream.clone());
-            let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(&stream).await?;
+    /// Trims every stream below the oldest entry some group still needs,
+    /// and reports each stream's length and this group's backlog as metrics.
+    pub async fn trim(&self) -> Result<(), RedisError> {
+        for (_, _, stream) in &self.streams {
+            let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(stream).await?;
             let mut keep_from: Option<(u64, u64)> = None;
             let mut pending_here = 0;
             for group in &groups {
@@ -255,7 +244,7 @@ impl Consumer {
                     .and_then(|id| parse_id(&id))
                     .ok_or_else(|| RedisError::Reply("group without last-delivered-id".into()))?;
                 let needed = if pending > 0 {
-                    self.oldest_pending(&stream, &name).await?.unwrap_or(last)
+                    self.oldest_pending(stream, &name).await?.unwrap_or(last)
                 } else {
                     (last.0, last.1.saturating_add(1))
                 };
@@ -269,17 +258,14 @@ impl Consumer {
                 // cheaper for Redis than exact trimming, and never removes
                 // anything at or above the given id.
                 let cap = XCap::try_from(("MINID", "~", format!("{ms}-{seq}")))?;
-                let _: i64 = self.pool.xtrim(&stream, cap).await?;
+                let _: i64 = self.pool.xtrim(stream, cap).await?;
             }
-            let length: u64 = self.pool.xlen(&stream).await?;
-            stats.push(StreamStats {
-                shard,
-                stream,
-                length,
-                pending: pending_here,
-            });
+            let length: u64 = self.pool.xlen(stream).await?;
+            metrics::gauge!(STREAM_LENGTH, "stream" => stream.clone()).set(length as f64);
+            metrics::gauge!(STREAM_PENDING, "stream" => stream.clone(), "group" => self.group.clone())
+                .set(pending_here as f64);
         }
-        Ok(stats)
+        Ok(())
     }
 
     async fn oldest_pending(

@@ -32,7 +32,7 @@ pub(crate) mod entry;
 use fred::{prelude::*, types::scripts::Script};
 use uuid::Uuid;
 
-pub use consumer::{Consumer, Delivery, StreamKind, StreamStats};
+pub use consumer::{Consumer, Delivery, StreamKind};
 
 use crate::{
     domain::{DEDUP_WINDOW_SECS, EventRecord, OrgContext},

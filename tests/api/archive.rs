@@ -125,6 +125,24 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let length: u64 = pool.xlen(keys.stream(0)).await.unwrap();
     assert_eq!(length, 5);
+    // Operators see the same in /metrics.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stream = keys.stream(0);
+    assert!(
+        metrics.contains(&format!(r#"triggers_stream_length{{stream="{stream}"}} 5"#)),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        r#"triggers_stream_pending{{stream="{stream}",group="archive"}} 0"#
+    )));
 
     // Once the laggard has acknowledged them, they go.
     let read = laggard
