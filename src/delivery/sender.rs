@@ -142,7 +142,7 @@ impl Sender {
     }
 }
 
-/// `Retry-After` in seconds, on the statuses that define it.
+/// `Retry-After` on the statuses that define it: seconds, or an HTTP date.
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     if !matches!(
         response.status(),
@@ -150,15 +150,18 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     ) {
         return None;
     }
-    let seconds: u64 = response
-        .headers()
-        .get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+    let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, Utc::now())
+}
+
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate ("Wed, 21 Oct 2015 07:28:00 GMT") is an RFC 2822 date.
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
 fn describe(err: &reqwest::Error) -> String {
@@ -185,4 +188,30 @@ fn truncate(mut text: String) -> String {
         text.truncate(cut);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        // A date in the past, or nonsense, asks for nothing.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            None
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }
