@@ -126,15 +126,7 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     let length: u64 = pool.xlen(keys.stream(0)).await.unwrap();
     assert_eq!(length, 5);
     // Operators see the same in /metrics.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let stream = keys.stream(0);
     assert!(
         metrics.contains(&format!(r#"triggers_stream_length{{stream="{stream}"}} 5"#)),

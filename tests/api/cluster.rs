@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use triggers_api::config::{Config, RetrySchedule};
 
 use crate::{
-    helpers::{TestApp, db, spawn, test_config, unique_prefix, wait_archived},
+    helpers::{db, spawn, test_config, unique_prefix, wait_archived},
     receiver::{Receiver, status},
 };
 
@@ -21,14 +21,6 @@ fn cluster_config(prefix: &str) -> Config {
     config.allow_private_webhooks = true;
     config.retry_schedule = RetrySchedule(vec![Duration::from_millis(200)]);
     config
-}
-
-async fn status_of(app: &TestApp, key: &str, id: &str) -> Value {
-    app.get(key, &format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +49,7 @@ async fn the_whole_service_runs_on_redis_cluster() {
             again.json::<Value>().await.unwrap()["original_id"],
             id.as_str()
         );
-        assert_eq!(status_of(&b, &org.key, &id).await["id"], id.as_str());
+        assert_eq!(b.event(&org.key, &id).await["id"], id.as_str());
         ids.push(id);
         orgs.push(org);
     }
@@ -105,7 +97,7 @@ async fn the_whole_service_runs_on_redis_cluster() {
     let pushed = a.send(&hooked.key, "pushed", json!({ "x": 1 })).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let event = status_of(&a, &hooked.key, &pushed).await;
+        let event = a.event(&hooked.key, &pushed).await;
         if event["status"] == "delivered" {
             assert_eq!(event["attempts"], 2);
             break;

@@ -40,19 +40,11 @@ async fn configure(app: &TestApp, key: &str, url: &str) -> String {
     secret
 }
 
-async fn event(app: &TestApp, key: &str, id: &str) -> Value {
-    app.get(key, &format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn wait_status(app: &TestApp, key: &str, id: &str, wanted: &str) -> Value {
     let mut last = Value::Null;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        last = event(app, key, id).await;
+        last = app.event(key, id).await;
         if last["status"] == wanted {
             return last;
         }
@@ -120,15 +112,7 @@ async fn a_delivered_event_is_signed_so_standard_webhooks_verifies_it() {
     assert_eq!(recorded[0]["response_status"], 200);
     assert_eq!(recorded[0]["attempt"], 1);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for name in [
         r#"triggers_deliveries_total{outcome="delivered"}"#,
         "triggers_delivery_duration_seconds_bucket",
@@ -313,7 +297,7 @@ async fn a_410_disables_the_webhook_instead_of_retrying() {
     let later = app.send(&org.key, "later", json!({})).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.count(), 1);
-    assert_eq!(event(&app, &org.key, &later).await["status"], "queued");
+    assert_eq!(app.event(&org.key, &later).await["status"], "queued");
 
     // Configuring the webhook again turns pushing back on.
     receiver.otherwise(status(200));

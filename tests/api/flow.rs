@@ -23,12 +23,7 @@ async fn an_event_goes_from_202_to_the_inbox_and_is_acknowledged() {
     assert!(accepted["created_at"].as_str().unwrap().ends_with('Z'));
 
     // The id the client got is the stored event's id.
-    let event: Value = app
-        .get(&org.key, &format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event: Value = app.event(&org.key, &id).await;
     assert_eq!(event["id"], id.as_str());
     assert_eq!(event["payload"], json!({ "order": 1, "items": ["a"] }));
     assert_eq!(event["dedup_id"], "order-1");
@@ -70,12 +65,7 @@ async fn an_event_goes_from_202_to_the_inbox_and_is_acknowledged() {
         .await
         .unwrap();
     assert_eq!(acked_list["events"][0]["id"], id.as_str());
-    let event: Value = app
-        .get(&org.key, &format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event: Value = app.event(&org.key, &id).await;
     assert_eq!(event["status"], "acknowledged");
     app.stop().await;
 }
@@ -110,19 +100,9 @@ async fn an_event_is_readable_and_acknowledgeable_before_it_is_archived() {
     // other event arrives as queued.
     let worker = api.replica(Role::Worker).await;
     wait_archived(&db, &second).await;
-    let event: Value = api
-        .get(&org.key, &format!("/api/events/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event: Value = api.event(&org.key, &id).await;
     assert_eq!(event["status"], "acknowledged");
-    let event: Value = api
-        .get(&org.key, &format!("/api/events/{second}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event: Value = api.event(&org.key, &second).await;
     assert_eq!(event["status"], "queued");
     worker.stop().await;
     api.stop().await;

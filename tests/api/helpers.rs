@@ -161,6 +161,23 @@ impl TestApp {
             .expect("post")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        response.text().await.expect("metrics text")
+    }
+
+    /// An event as `GET /api/events/{id}` shows it.
+    pub async fn event(&self, key: &str, id: &str) -> serde_json::Value {
+        let response = self.get(key, &format!("/api/events/{id}")).await;
+        response.json().await.expect("event JSON")
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(15), self.handle)

@@ -41,12 +41,7 @@ async fn an_organization_never_sees_or_touches_another_organizations_events() {
     assert_eq!(ack.status(), 404);
 
     // Alice's event is untouched by the attempt.
-    let event: Value = app
-        .get(&alice.key, &format!("/api/events/{secret}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let event: Value = app.event(&alice.key, &secret).await;
     assert_eq!(event["status"], "queued");
 
     // Dedup ids are per organization.

@@ -25,15 +25,7 @@ async fn health_readiness_metrics_and_request_ids() {
 
     let org = app.create_org("free").await;
     app.send(&org.key, "metered", json!({})).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for name in [
         "triggers_http_requests_total",
         "triggers_http_request_duration_seconds_bucket",
