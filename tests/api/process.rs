@@ -56,22 +56,27 @@ async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
     Process { child, base, log }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_process_loses_no_accepted_event_and_sigterm_stops_cleanly() {
-    let prefix = unique_prefix();
-    let client = reqwest::Client::new();
-    let mut first = start(&prefix, "first").await;
-
+/// A new organization on the process at `base`; returns its key.
+async fn create_key(client: &reqwest::Client, base: &str) -> String {
     let created: Value = client
-        .post(format!("{}/api/keys/generate", first.base))
-        .json(&json!({ "organization_name": "killed", "tier": "pro" }))
+        .post(format!("{base}/api/keys/generate"))
+        .json(&json!({ "organization_name": "process-test", "tier": "pro" }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    created["api_key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_loses_no_accepted_event_and_sigterm_stops_cleanly() {
+    let prefix = unique_prefix();
+    let client = reqwest::Client::new();
+    let mut first = start(&prefix, "first").await;
+
+    let key = create_key(&client, &first.base).await;
     let mut ids = Vec::new();
     for n in 0..50 {
         let response = client
@@ -148,16 +153,7 @@ async fn a_worker_killed_mid_delivery_still_delivers_the_event() {
     // The first request hangs: the worker is killed while it waits.
     receiver.script(&[slow(200, Duration::from_secs(60))]);
 
-    let created: Value = client
-        .post(format!("{}/api/keys/generate", first.base))
-        .json(&json!({ "organization_name": "crashy", "tier": "pro" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let key = create_key(&client, &first.base).await;
     let configured = client
         .post(format!("{}/api/webhook/config", first.base))
         .header("x-api-key", &key)
