@@ -1,22 +1,34 @@
+# syntax=docker/dockerfile:1
 # Container image for the Triggers API.
 #
-#   docker build -t triggers-api .
-#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 triggers-api
+#   docker build -t triggers-api \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
+#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 triggers-api serve --role api
 #
-# The image runs `triggers-api serve` by default; `migrate` (see
-# docker-compose.yml) applies the database migrations and exits.
+# The binary is the entrypoint: `serve --role api|worker|all` runs the
+# service, `migrate` applies the database migrations and exits. It runs as
+# uid/gid 10001, the ids the Helm chart and the kustomize manifests assume
+# (runAsUser: 10001 with runAsNonRoot).
+
+ARG RUST_VERSION=1
+ARG DEBIAN_RELEASE=bookworm
 
 # ---- build ---------------------------------------------------------------
-FROM rust:1-bookworm AS builder
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /app
 
 # sqlx macros must not try to reach a database at build time.
-ENV SQLX_OFFLINE=true
+ENV SQLX_OFFLINE=true \
+    CARGO_TERM_COLOR=never
 
 # Build the dependencies alone first, against stub sources, so that this
-# (slow) layer is reused for as long as Cargo.toml and Cargo.lock do not change.
+# (slow) layer is reused for as long as Cargo.toml and Cargo.lock do not
+# change. The registry cache mount keeps downloaded crates across builds
+# even when the layer is rebuilt.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
@@ -25,17 +37,34 @@ RUN mkdir src \
 # Now the real sources. Remove the artifacts of the stub crate: COPY keeps the
 # original modification times, which can be older than the stub build, and
 # cargo would then consider the stub binary up to date.
-COPY . .
-RUN rm -rf target/release/.fingerprint/triggers-api-* \
+COPY src ./src
+COPY migrations ./migrations
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    rm -rf target/release/.fingerprint/triggers-api-* \
            target/release/deps/triggers_api-* \
            target/release/deps/libtriggers_api-* \
            target/release/triggers-api \
-    && cargo build --release --locked --bin triggers-api
+    && cargo build --release --locked --bin triggers-api \
+    && strip target/release/triggers-api
 
 # ---- runtime -------------------------------------------------------------
-FROM debian:bookworm-slim
+# Debian slim rather than distroless: the Kubernetes preStop hook runs
+# `sleep` from the image (the native sleep action needs Kubernetes 1.30+),
+# and glibc matches the builder's.
+FROM debian:${DEBIAN_RELEASE}-slim
 
-# ca-certificates for TLS connections to managed Redis/PostgreSQL.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="triggers-api" \
+      org.opencontainers.image.description="Durable event ingestion and signed webhook delivery" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="debian:${DEBIAN_RELEASE}-slim"
+
+# ca-certificates for TLS to managed Redis/PostgreSQL and to https webhooks.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -45,14 +74,11 @@ RUN groupadd --system --gid 10001 triggers \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin triggers
 
-WORKDIR /app
 COPY --from=builder /app/target/release/triggers-api /usr/local/bin/triggers-api
-# Shipped alongside the binary as well, for tooling that reads them at runtime.
-COPY --from=builder /app/migrations /app/migrations
 
 USER 10001:10001
 ENV TRIGGERS_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 
-ENTRYPOINT ["triggers-api"]
+ENTRYPOINT ["/usr/local/bin/triggers-api"]
 CMD ["serve"]
