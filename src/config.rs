@@ -32,7 +32,8 @@ pub enum Command {
 pub enum Role {
     /// Public HTTP API only (ingestion, inbox, keys).
     Api,
-    /// Stream consumers only (archiver); still serves /health, /ready and /metrics.
+    /// Stream consumers only (archiver and webhook delivery); still serves
+    /// /health, /ready and /metrics.
     Worker,
     /// Both, so that one process is a complete system for development.
     All,

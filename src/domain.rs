@@ -88,6 +88,14 @@ impl EventStatus {
         EventStatus::DeadLetter,
     ];
 
+    /// The states from which an event can be replayed: it has been pushed,
+    /// or pushing it has failed.
+    pub const REPLAYABLE: [EventStatus; 3] = [
+        EventStatus::Delivered,
+        EventStatus::Failed,
+        EventStatus::DeadLetter,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventStatus::Queued => "queued",

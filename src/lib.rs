@@ -3,20 +3,20 @@
 //! `run` starts whatever the configured role asks for on a listener the
 //! caller bound, so `main` and the integration tests start the same system.
 
-pub mod archive;
 pub mod auth;
 pub mod config;
-pub mod delivery;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod queue;
 pub mod ratelimit;
 pub mod redis;
 pub mod shutdown;
 pub mod store;
+pub mod streams;
 pub mod telemetry;
 pub mod webhook;
+pub mod workers;
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,15 +26,19 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    archive::Archiver,
     auth::Authenticator,
     config::Config,
-    delivery::{DeliveryWorker, Limits, Retries, Sender},
+    events::Events,
     http::{AppState, Services},
-    queue::{Consumer, Queue, StreamKind},
     ratelimit::RateLimiter,
     redis::Keys,
     store::Store,
+    streams::{Consumer, Intake, RetryQueue, StreamKind, Unarchived},
+    workers::{
+        Settings,
+        archiver::{self, Archiver},
+        delivery::{self, DeliveryWorker, Limits, RetryPolicy, Sender},
+    },
 };
 
 /// Runs the service on `listener` until `shutdown` is cancelled, then drains:
@@ -58,7 +62,8 @@ pub async fn run(
     redis::check_eviction_policy(&pool).await?;
 
     let keys = Keys::new(&config.redis_prefix, config.stream_shards);
-    let queue = Queue::new(pool.clone(), keys.clone());
+    let unarchived = Unarchived::new(pool.clone(), keys.clone());
+    let retries = RetryQueue::new(pool.clone(), keys.clone());
     let auth = Authenticator::new(
         store.clone(),
         pool.clone(),
@@ -72,7 +77,6 @@ pub async fn run(
         auth.listen_for_revocations(subscriber, shutdown.clone())
             .await?;
     }
-    let retries = Retries::new(pool.clone(), keys.clone(), config.retry_schedule.0.clone());
     if config.role.runs_workers() {
         let sender = Sender::new(
             config.webhook_connect_timeout,
@@ -88,7 +92,7 @@ pub async fn run(
             pool.clone(),
             &keys,
             &[StreamKind::Events],
-            archive::GROUP,
+            archiver::GROUP,
             &name,
         )
         .await?;
@@ -103,10 +107,12 @@ pub async fn run(
         .await?;
         let archiver = Archiver::new(
             store.clone(),
-            queue.clone(),
+            unarchived.clone(),
             archive_consumer,
-            config.archive_batch,
-            config.visibility_timeout,
+            Settings {
+                batch: config.archive_batch.max(1),
+                claim_after: config.visibility_timeout,
+            },
         );
         tasks.spawn(archiver.run(shutdown.clone()));
         let limits = Limits {
@@ -120,6 +126,7 @@ pub async fn run(
             store.clone(),
             delivery_consumer,
             sender,
+            RetryPolicy::new(config.retry_schedule.0.clone()),
             retries.clone(),
             limits,
         );
@@ -129,10 +136,11 @@ pub async fn run(
 
     let state = AppState::new(Services {
         config: Arc::clone(&config),
+        events: Events::new(store.clone(), unarchived, retries),
         store,
-        queue,
+        redis: pool.clone(),
+        intake: Intake::new(pool.clone(), keys.clone()),
         limiter: RateLimiter::new(pool.clone(), keys),
-        retries,
         auth,
         metrics: metrics::handle(),
     });

@@ -68,6 +68,12 @@ pub async fn connect_subscriber(url: &str) -> Result<fred::clients::SubscriberCl
     Ok(client)
 }
 
+/// Whether Redis answers.
+pub async fn ping(pool: &Pool) -> Result<(), RedisError> {
+    let _: String = pool.ping(None).await?;
+    Ok(())
+}
+
 /// Refuses a Redis that may evict keys. Managed Redis services that hide
 /// `CONFIG` are let through with a warning: their policy is the operator's.
 pub async fn check_eviction_policy(client: &Pool) -> Result<(), RedisError> {
@@ -124,7 +130,7 @@ impl Keys {
     }
 
     /// Event id -> stream entry id, for events not archived yet.
-    pub fn pending_index(&self, shard: u16) -> String {
+    pub fn unarchived_index(&self, shard: u16) -> String {
         self.tagged(shard, "unarchived")
     }
 

@@ -12,7 +12,10 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{auth::AuthError, ratelimit::RateLimit, redis::RedisError, store::StoreError};
+use crate::{
+    auth::AuthError, events::EventsError, ratelimit::RateLimit, redis::RedisError,
+    store::StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -158,6 +161,19 @@ impl From<&RedisError> for ApiError {
     }
 }
 
+impl From<EventsError> for ApiError {
+    fn from(err: EventsError) -> Self {
+        match err {
+            EventsError::NotFound => ApiError::NotFound("event not found"),
+            EventsError::NoWebhook | EventsError::NotReplayable(_) => {
+                ApiError::Conflict(err.to_string())
+            }
+            EventsError::Store(e) => e.into(),
+            EventsError::Redis(e) => e.into(),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         (&err).into()
@@ -176,5 +192,93 @@ impl From<&AuthError> for ApiError {
             AuthError::Internal(e) => ApiError::Internal(e.clone()),
             AuthError::Shared(e) => e.as_ref().into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::EventStatus;
+
+    fn status_of(err: impl Into<ApiError>) -> StatusCode {
+        err.into().into_response().status()
+    }
+
+    #[test]
+    fn every_failure_has_its_status() {
+        let unreachable = || sqlx::Error::PoolTimedOut;
+        let refused = || sqlx::Error::RowNotFound;
+        let redis_down = || {
+            RedisError::Command(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "connection refused",
+            ))
+        };
+        let table: Vec<(ApiError, StatusCode)> = vec![
+            (EventsError::NotFound.into(), StatusCode::NOT_FOUND),
+            (EventsError::NoWebhook.into(), StatusCode::CONFLICT),
+            (
+                EventsError::NotReplayable(EventStatus::Queued).into(),
+                StatusCode::CONFLICT,
+            ),
+            (
+                StoreError::from(unreachable()).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                StoreError::from(refused()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (redis_down().into(), StatusCode::SERVICE_UNAVAILABLE),
+            (
+                RedisError::Reply("garbled".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                EventsError::Redis(redis_down()).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (AuthError::Missing.into(), StatusCode::UNAUTHORIZED),
+            (AuthError::Invalid.into(), StatusCode::UNAUTHORIZED),
+            (
+                AuthError::Shared(Arc::new(AuthError::Store(StoreError::from(unreachable()))))
+                    .into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+            (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED),
+            (
+                ApiError::bad_request("malformed_json", "x"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                ApiError::Unprocessable("x".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (err, expected) in table {
+            let shown = format!("{err:?}");
+            assert_eq!(status_of(err), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let response =
+            ApiError::Internal("password=hunter2 in a connection string".into()).into_response();
+        let body = body_text(response);
+        assert!(!body.contains("hunter2"), "{body}");
+        assert!(body.contains(r#""code":"internal""#), "{body}");
+    }
+
+    fn body_text(response: Response) -> String {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
     }
 }

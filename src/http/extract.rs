@@ -28,14 +28,15 @@ fn presented_key(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// An authenticated caller. Routes taking it do their own rate limiting
-/// (ingestion does it in the same Redis round trip as the enqueue).
-pub struct ApiKey {
+/// An authenticated caller: the organization it acts for, and the key it
+/// presented. Routes taking it do their own rate limiting (ingestion does it
+/// in the same Redis round trip as the enqueue).
+pub struct Caller {
     pub org: Arc<OrgContext>,
-    pub presented: String,
+    pub presented_key: String,
 }
 
-impl FromRequestParts<AppState> for ApiKey {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -47,16 +48,16 @@ impl FromRequestParts<AppState> for ApiKey {
             "organization_id",
             tracing::field::display(org.organization_id),
         );
-        Ok(ApiKey {
+        Ok(Caller {
             org,
-            presented: presented.to_owned(),
+            presented_key: presented.to_owned(),
         })
     }
 }
 
 /// An authenticated caller within its organization's rate limit.
 pub struct Limited {
-    pub key: ApiKey,
+    pub caller: Caller,
     pub limit: RateLimit,
 }
 
@@ -64,12 +65,12 @@ impl FromRequestParts<AppState> for Limited {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = ApiKey::from_request_parts(parts, state).await?;
-        let limit = state.limiter.check(&key.org).await?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let limit = state.limiter.check(&caller.org).await?;
         if limit.retry_after.is_some() {
             return Err(ApiError::RateLimited(limit));
         }
-        Ok(Limited { key, limit })
+        Ok(Limited { caller, limit })
     }
 }
 

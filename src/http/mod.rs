@@ -26,8 +26,8 @@ use tower_http::{
 };
 
 use crate::{
-    auth::Authenticator, config::Config, delivery::Retries, domain::MAX_BODY_BYTES, queue::Queue,
-    ratelimit::RateLimiter, store::Store,
+    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, events::Events,
+    ratelimit::RateLimiter, store::Store, streams::Intake,
 };
 
 /// Everything a handler may need, behind one `Arc`: axum clones the state
@@ -37,11 +37,14 @@ pub struct AppState(Arc<Services>);
 
 pub struct Services {
     pub config: Arc<Config>,
+    /// Organizations, keys and webhook settings.
     pub store: Store,
-    pub queue: Queue,
+    /// For readiness checks.
+    pub redis: fred::prelude::Pool,
+    pub intake: Intake,
+    pub events: Events,
     pub auth: Authenticator,
     pub limiter: RateLimiter,
-    pub retries: Retries,
     pub metrics: PrometheusHandle,
 }
 

@@ -3,8 +3,14 @@
 use chrono::{DateTime, Duration as Span, Utc};
 use uuid::Uuid;
 
-use super::{EventRow, Store, StoreError, events::EVENT_COLUMNS};
-use crate::domain::EventRecord;
+use super::{
+    EventRow, Store, StoreError,
+    events::{
+        EVENT_COLUMNS, NEW_EVENT_ARRAYS, NEW_EVENT_COLUMNS, NEW_EVENT_FIELDS, NEW_EVENT_VALUES,
+        NewEvents,
+    },
+};
+use crate::domain::{EventRecord, EventStatus};
 
 /// How long the previous signing secret still signs after a rotation.
 pub const SECRET_ROTATION_GRACE_HOURS: i64 = 24;
@@ -53,7 +59,7 @@ pub struct AttemptRow {
 #[derive(Debug, Clone)]
 pub struct EventOutcome {
     pub event: EventRecord,
-    pub status: &'static str,
+    pub status: EventStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
@@ -180,62 +186,33 @@ impl Store {
             .await?;
         }
         if !outcomes.is_empty() {
-            sqlx::query(
-                "INSERT INTO events (id, organization_id, type, dedup_id, payload, created_at,
-                        status, attempts, last_error, delivered_at, next_retry_at)
-                 SELECT id, org, t, d, p::jsonb, c, s, a, e, da, nr
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                        $6::timestamptz[], $7::text[], $8::int[], $9::text[], $10::timestamptz[],
-                        $11::timestamptz[]) AS u(id, org, t, d, p, c, s, a, e, da, nr)
+            let sql = format!(
+                "INSERT INTO events ({NEW_EVENT_COLUMNS}, status, attempts, last_error,
+                        delivered_at, next_retry_at)
+                 SELECT {NEW_EVENT_VALUES}, s, a, e, da, nr
+                 FROM UNNEST({NEW_EVENT_ARRAYS}, $7::text[], $8::int[], $9::text[],
+                        $10::timestamptz[], $11::timestamptz[])
+                      AS u({NEW_EVENT_FIELDS}, s, a, e, da, nr)
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status,
                         attempts = excluded.attempts, last_error = excluded.last_error,
                         delivered_at = COALESCE(excluded.delivered_at, events.delivered_at),
                         next_retry_at = excluded.next_retry_at, updated_at = now()
-                 WHERE events.attempts <= excluded.attempts",
-            )
-            .bind(outcomes.iter().map(|o| o.event.id).collect::<Vec<_>>())
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.event.organization_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.event.event_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.event.dedup_id.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.event.payload.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.event.created_at)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
-            .bind(outcomes.iter().map(|o| o.attempts).collect::<Vec<_>>())
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|o| o.last_error.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(outcomes.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
-            .bind(outcomes.iter().map(|o| o.next_retry_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+                 WHERE events.attempts <= excluded.attempts"
+            );
+            NewEvents::of(outcomes.iter().map(|o| &o.event))
+                .bind(sqlx::query(&sql))
+                .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+                .bind(outcomes.iter().map(|o| o.attempts).collect::<Vec<_>>())
+                .bind(
+                    outcomes
+                        .iter()
+                        .map(|o| o.last_error.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(outcomes.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
+                .bind(outcomes.iter().map(|o| o.next_retry_at).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -266,18 +243,21 @@ impl Store {
         ids: &[Uuid],
     ) -> Result<Vec<EventRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "UPDATE events SET status = 'queued', next_retry_at = NULL, updated_at = now()
-             WHERE organization_id = $1 AND id = ANY($2)
-                   AND status IN ('delivered', 'failed', 'dead_letter')
+            "UPDATE events SET status = $3, next_retry_at = NULL, updated_at = now()
+             WHERE organization_id = $1 AND id = ANY($2) AND status = ANY($4)
              RETURNING {EVENT_COLUMNS}"
         ))
         .bind(organization_id)
         .bind(ids)
+        .bind(EventStatus::Queued)
+        .bind(&EventStatus::REPLAYABLE[..])
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Ids of an organization's dead-lettered events, oldest first.
+    /// Ids of an organization's dead-lettered events, oldest first. The
+    /// status is spelt out, not bound: a generic plan could not match a
+    /// parameter against the partial index `events_dead_letters`.
     pub async fn dead_letter_ids(
         &self,
         organization_id: Uuid,

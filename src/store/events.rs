@@ -1,5 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::{Postgres, postgres::PgArguments, query::Query};
 use uuid::Uuid;
 
 use super::{Store, StoreError};
@@ -13,7 +14,7 @@ pub struct EventRow {
     pub event_type: String,
     pub dedup_id: Option<String>,
     pub payload: Value,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -21,8 +22,102 @@ pub struct EventRow {
     pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
-pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, attempts, \
-                             last_error, created_at, delivered_at, acknowledged_at";
+impl EventRow {
+    /// An accepted event not archived yet, as the archive will show it.
+    pub fn queued(event: EventRecord) -> Self {
+        Self {
+            id: event.id,
+            organization_id: event.organization_id,
+            // The intake only accepts payloads that parse as JSON objects.
+            payload: serde_json::from_str(&event.payload).unwrap_or(Value::Null),
+            event_type: event.event_type,
+            dedup_id: event.dedup_id,
+            status: EventStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            created_at: event.created_at,
+            delivered_at: None,
+            acknowledged_at: None,
+        }
+    }
+
+    /// The event as it was accepted, e.g. to send it again.
+    pub fn record(&self) -> EventRecord {
+        EventRecord {
+            id: self.id,
+            organization_id: self.organization_id,
+            event_type: self.event_type.clone(),
+            dedup_id: self.dedup_id.clone(),
+            payload: self.payload.to_string(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The columns of [`EventRow`], as every query returns them.
+pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, \
+                                        attempts, last_error, created_at, delivered_at, \
+                                        acknowledged_at";
+
+/// What an accepted event brings to its row, as parallel arrays bound to
+/// `$1`…`$6` and unnested: inserting a batch costs one statement.
+/// `NEW_EVENT_*` are the SQL around them, so every insert of events names
+/// the same columns in the same order.
+pub(super) struct NewEvents<'a> {
+    ids: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+    types: Vec<&'a str>,
+    dedups: Vec<Option<&'a str>>,
+    payloads: Vec<&'a str>,
+    created: Vec<DateTime<Utc>>,
+}
+
+/// The columns [`NewEvents`] fills.
+pub(super) const NEW_EVENT_COLUMNS: &str =
+    "id, organization_id, type, dedup_id, payload, created_at";
+/// The arrays of [`NewEvents`], unnested; continue with `$7` and name the
+/// result `u(NEW_EVENT_FIELDS, ...)`.
+pub(super) const NEW_EVENT_ARRAYS: &str =
+    "$1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]";
+pub(super) const NEW_EVENT_FIELDS: &str = "id, org, t, d, p, c";
+/// The row values of [`NEW_EVENT_COLUMNS`] from the unnested fields.
+pub(super) const NEW_EVENT_VALUES: &str = "id, org, t, d, p::jsonb, c";
+
+impl<'a> NewEvents<'a> {
+    pub(super) fn of(events: impl ExactSizeIterator<Item = &'a EventRecord>) -> Self {
+        let n = events.len();
+        let mut arrays = Self {
+            ids: Vec::with_capacity(n),
+            organizations: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            dedups: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+        };
+        for e in events {
+            arrays.ids.push(e.id);
+            arrays.organizations.push(e.organization_id);
+            arrays.types.push(e.event_type.as_str());
+            arrays.dedups.push(e.dedup_id.as_deref());
+            arrays.payloads.push(e.payload.as_str());
+            arrays.created.push(e.created_at);
+        }
+        arrays
+    }
+
+    pub(super) fn bind(
+        self,
+        query: Query<'a, Postgres, PgArguments>,
+    ) -> Query<'a, Postgres, PgArguments> {
+        query
+            .bind(self.ids)
+            .bind(self.organizations)
+            .bind(self.types)
+            .bind(self.dedups)
+            .bind(self.payloads)
+            .bind(self.created)
+    }
+}
 
 pub struct InboxQuery<'a> {
     pub organization_id: Uuid,
@@ -40,39 +135,19 @@ pub struct InboxPage {
 impl Store {
     /// Archives a batch of events in one statement. Events already archived
     /// (a batch replayed after a crash) are left as they are.
-    pub async fn insert_events(&self, events: &[EventRecord]) -> Result<u64, StoreError> {
+    pub async fn insert_events(&self, events: &[&EventRecord]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut ids = Vec::with_capacity(events.len());
-        let mut orgs = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut dedups = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut created = Vec::with_capacity(events.len());
-        for e in events {
-            ids.push(e.id);
-            orgs.push(e.organization_id);
-            types.push(e.event_type.as_str());
-            dedups.push(e.dedup_id.as_deref());
-            payloads.push(e.payload.as_str());
-            created.push(e.created_at);
-        }
-        let done = sqlx::query(
-            "INSERT INTO events (id, organization_id, type, dedup_id, payload, created_at)
-             SELECT id, org, t, d, p::jsonb, c
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-                  AS u(id, org, t, d, p, c)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&orgs)
-        .bind(&types)
-        .bind(&dedups)
-        .bind(&payloads)
-        .bind(&created)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "INSERT INTO events ({NEW_EVENT_COLUMNS})
+             SELECT {NEW_EVENT_VALUES} FROM UNNEST({NEW_EVENT_ARRAYS}) AS u({NEW_EVENT_FIELDS})
+             ON CONFLICT (id) DO NOTHING"
+        );
+        let done = NewEvents::of(events.iter().copied())
+            .bind(sqlx::query(&sql))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -91,14 +166,13 @@ impl Store {
     }
 
     pub async fn inbox(&self, query: InboxQuery<'_>) -> Result<InboxPage, StoreError> {
-        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
         let mut events: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events
              WHERE organization_id = $1 AND status = ANY($2) AND ($3::uuid IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4"
         ))
         .bind(query.organization_id)
-        .bind(&statuses)
+        .bind(query.statuses)
         .bind(query.before)
         .bind(i64::from(query.limit) + 1)
         .fetch_all(&self.pool)
@@ -116,35 +190,24 @@ impl Store {
         id: Uuid,
     ) -> Result<Option<EventRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "UPDATE events SET status = 'acknowledged',
+            "UPDATE events SET status = $3,
                     acknowledged_at = COALESCE(acknowledged_at, now()), updated_at = now()
              WHERE id = $1 AND organization_id = $2
              RETURNING {EVENT_COLUMNS}"
         ))
         .bind(id)
         .bind(organization_id)
+        .bind(EventStatus::Acknowledged)
         .fetch_optional(&self.pool)
         .await?)
     }
 
     /// Acknowledges an event the archiver has not written yet by writing it
-    /// now, already acknowledged; the archiver's later insert then does nothing.
+    /// now, then acknowledging it; the archiver's later insert does nothing.
     pub async fn archive_acknowledged(&self, event: &EventRecord) -> Result<EventRow, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "INSERT INTO events (id, organization_id, type, dedup_id, payload, created_at,
-                                 status, acknowledged_at)
-             VALUES ($1, $2, $3, $4, $5::jsonb, $6, 'acknowledged', now())
-             ON CONFLICT (id) DO UPDATE SET status = 'acknowledged',
-                    acknowledged_at = COALESCE(events.acknowledged_at, now()), updated_at = now()
-             RETURNING {EVENT_COLUMNS}"
-        ))
-        .bind(event.id)
-        .bind(event.organization_id)
-        .bind(&event.event_type)
-        .bind(&event.dedup_id)
-        .bind(&event.payload)
-        .bind(event.created_at)
-        .fetch_one(&self.pool)
-        .await?)
+        self.insert_events(&[event]).await?;
+        self.acknowledge(event.organization_id, event.id)
+            .await?
+            .ok_or_else(|| StoreError::Query(sqlx::Error::RowNotFound))
     }
 }

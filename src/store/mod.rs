@@ -6,6 +6,7 @@
 mod deliveries;
 mod events;
 mod organizations;
+mod text_enums;
 
 use std::time::Duration;
 
@@ -90,9 +91,5 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }

@@ -15,7 +15,7 @@ pub struct NewOrganization<'a> {
 pub struct OrganizationRow {
     pub id: Uuid,
     pub name: String,
-    pub tier: String,
+    pub tier: Tier,
     pub rate_limit_per_minute: i32,
     pub webhook_url: Option<String>,
     pub webhook_enabled: bool,
@@ -37,24 +37,26 @@ pub struct KeyCredentials {
     pub key_id: Uuid,
     pub key_hash: String,
     pub organization_id: Uuid,
-    pub tier: String,
+    pub tier: Tier,
     pub rate_limit_per_minute: i32,
 }
 
 impl KeyCredentials {
-    pub fn context(&self) -> Result<OrgContext, StoreError> {
-        let tier = self
-            .tier
-            .parse::<Tier>()
-            .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
-        Ok(OrgContext {
+    pub fn context(&self) -> OrgContext {
+        OrgContext {
             organization_id: self.organization_id,
             key_id: self.key_id,
-            tier,
+            tier: self.tier,
             rate_limit_per_minute: u32::try_from(self.rate_limit_per_minute).unwrap_or(0),
-        })
+        }
     }
 }
+
+/// The columns of [`OrganizationRow`].
+const ORGANIZATION_COLUMNS: &str = "id, name, tier, rate_limit_per_minute, webhook_url, \
+                                    webhook_enabled, webhook_disabled_reason, created_at";
+/// The columns of [`ApiKeyRow`].
+const API_KEY_COLUMNS: &str = "id, lookup_prefix, created_at, revoked_at";
 
 impl Store {
     /// Creates an organization together with its first key, atomically.
@@ -63,15 +65,14 @@ impl Store {
         new: NewOrganization<'_>,
     ) -> Result<(OrganizationRow, ApiKeyRow), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let org: OrganizationRow = sqlx::query_as(
+        let org: OrganizationRow = sqlx::query_as(&format!(
             "INSERT INTO organizations (id, name, tier, rate_limit_per_minute)
              VALUES ($1, $2, $3, $4)
-             RETURNING id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled,
-                       webhook_disabled_reason, created_at",
-        )
+             RETURNING {ORGANIZATION_COLUMNS}"
+        ))
         .bind(Uuid::now_v7())
         .bind(new.name)
-        .bind(new.tier.as_str())
+        .bind(new.tier)
         .bind(i32::try_from(new.tier.requests_per_minute()).unwrap_or(i32::MAX))
         .fetch_one(&mut *tx)
         .await?;
@@ -96,21 +97,19 @@ impl Store {
     }
 
     pub async fn organization(&self, id: Uuid) -> Result<Option<OrganizationRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, tier, rate_limit_per_minute, webhook_url, webhook_enabled,
-                    webhook_disabled_reason, created_at
-             FROM organizations WHERE id = $1",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
     }
 
     pub async fn api_keys(&self, organization_id: Uuid) -> Result<Vec<ApiKeyRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, lookup_prefix, created_at, revoked_at FROM api_keys
-             WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys
+             WHERE organization_id = $1 ORDER BY created_at DESC, id DESC"
+        ))
         .bind(organization_id)
         .fetch_all(&self.pool)
         .await?)
@@ -149,11 +148,11 @@ async fn insert_key(
     lookup_prefix: &str,
     key_hash: &str,
 ) -> Result<ApiKeyRow, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "INSERT INTO api_keys (id, organization_id, lookup_prefix, key_hash)
          VALUES ($1, $2, $3, $4)
-         RETURNING id, lookup_prefix, created_at, revoked_at",
-    )
+         RETURNING {API_KEY_COLUMNS}"
+    ))
     .bind(Uuid::now_v7())
     .bind(organization_id)
     .bind(lookup_prefix)

@@ -7,8 +7,8 @@ use fred::prelude::*;
 use serde_json::json;
 use triggers_api::{
     config::Role,
-    queue::{Consumer, StreamKind},
     redis::{Keys, connect_client},
+    streams::{Consumer, StreamKind},
 };
 
 use crate::helpers::{

@@ -40,19 +40,6 @@ async fn configure(app: &TestApp, key: &str, url: &str) -> String {
     secret
 }
 
-async fn wait_status(app: &TestApp, key: &str, id: &str, wanted: &str) -> Value {
-    let mut last = Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        last = app.event(key, id).await;
-        if last["status"] == wanted {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("event never reached `{wanted}`: {last}");
-}
-
 async fn attempts(app: &TestApp, key: &str, id: &str) -> Vec<Value> {
     let body: Value = app
         .get(key, &format!("/api/events/{id}/attempts"))
@@ -77,7 +64,7 @@ async fn a_delivered_event_is_signed_so_standard_webhooks_verifies_it() {
             json!({ "invoice": 7, "lines": [1, 2] }),
         )
         .await;
-    let delivered = wait_status(&app, &org.key, &id, "delivered").await;
+    let delivered = app.wait_status(&org.key, &id, "delivered").await;
     assert_eq!(delivered["attempts"], 1);
     assert!(delivered["delivered_at"].is_string());
 
@@ -134,7 +121,7 @@ async fn a_delivered_event_is_signed_so_standard_webhooks_verifies_it() {
     let second = app
         .send(&org.key, "invoice.paid", json!({ "invoice": 8 }))
         .await;
-    wait_status(&app, &org.key, &second, "delivered").await;
+    app.wait_status(&org.key, &second, "delivered").await;
     let got = receiver.received();
     let request = got.last().unwrap();
     for key in [&secret, &new_secret] {
@@ -155,7 +142,7 @@ async fn an_endpoint_failing_twice_then_succeeding_gets_exactly_three_attempts()
     configure(&app, &org.key, &receiver.url).await;
 
     let id = app.send(&org.key, "flaky", json!({})).await;
-    let delivered = wait_status(&app, &org.key, &id, "delivered").await;
+    let delivered = app.wait_status(&org.key, &id, "delivered").await;
     assert_eq!(delivered["attempts"], 3);
     // Nothing more comes once delivered.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -182,7 +169,7 @@ async fn a_slow_endpoint_times_out_and_is_retried() {
 
     let started = Instant::now();
     let id = app.send(&org.key, "slow", json!({})).await;
-    let delivered = wait_status(&app, &org.key, &id, "delivered").await;
+    let delivered = app.wait_status(&org.key, &id, "delivered").await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "did not wait out the slow answer"
@@ -208,7 +195,7 @@ async fn an_always_failing_endpoint_is_dead_lettered_then_delivered_after_replay
     configure(&app, &org.key, &receiver.url).await;
 
     let id = app.send(&org.key, "doomed", json!({ "n": 1 })).await;
-    let dead = wait_status(&app, &org.key, &id, "dead_letter").await;
+    let dead = app.wait_status(&org.key, &id, "dead_letter").await;
     assert_eq!(dead["attempts"], 3, "the first attempt and two retries");
     assert!(dead["last_error"].as_str().unwrap().contains("503"));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,7 +219,7 @@ async fn an_always_failing_endpoint_is_dead_lettered_then_delivered_after_replay
         .unwrap();
     assert_eq!(replayed.status(), 202);
     assert_eq!(replayed.json::<Value>().await.unwrap()["replayed"], 1);
-    let delivered = wait_status(&app, &org.key, &id, "delivered").await;
+    let delivered = app.wait_status(&org.key, &id, "delivered").await;
     assert_eq!(delivered["attempts"], 4);
     let listed: Value = app
         .get(&org.key, "/api/inbox?status=dead_letter")
@@ -248,7 +235,7 @@ async fn an_always_failing_endpoint_is_dead_lettered_then_delivered_after_replay
         .await;
     assert_eq!(again.status(), 202);
     eventually(Duration::from_secs(10), || async { receiver.count() == 5 }).await;
-    let redelivered = wait_status(&app, &org.key, &id, "delivered").await;
+    let redelivered = app.wait_status(&org.key, &id, "delivered").await;
     assert_eq!(redelivered["attempts"], 5);
     // Another organization cannot replay it, and a queued event has nothing to replay.
     let other = app.create_org("pro").await;
@@ -282,7 +269,7 @@ async fn a_410_disables_the_webhook_instead_of_retrying() {
     configure(&app, &org.key, &receiver.url).await;
 
     let id = app.send(&org.key, "gone", json!({})).await;
-    let dead = wait_status(&app, &org.key, &id, "dead_letter").await;
+    let dead = app.wait_status(&org.key, &id, "dead_letter").await;
     assert_eq!(dead["attempts"], 1);
     let info: Value = app.get(&org.key, "/api/keys").await.json().await.unwrap();
     assert_eq!(info["webhook"]["enabled"], false);
@@ -303,7 +290,7 @@ async fn a_410_disables_the_webhook_instead_of_retrying() {
     receiver.otherwise(status(200));
     configure(&app, &org.key, &receiver.url).await;
     let after = app.send(&org.key, "after", json!({})).await;
-    wait_status(&app, &org.key, &after, "delivered").await;
+    app.wait_status(&org.key, &after, "delivered").await;
     app.stop().await;
 }
 
@@ -396,7 +383,7 @@ async fn internal_targets_are_refused_when_configured_and_when_delivering() {
     worker_config.retry_schedule = ms(&[]);
     let worker = spawn(worker_config).await;
     let id = api.send(&org.key, "blocked", json!({})).await;
-    let dead = wait_status(&api, &org.key, &id, "dead_letter").await;
+    let dead = api.wait_status(&org.key, &id, "dead_letter").await;
     assert!(
         dead["last_error"].as_str().unwrap().contains("internal"),
         "{dead}"
@@ -423,9 +410,9 @@ async fn an_outcome_postgres_refuses_does_not_block_the_others() {
     let keys = triggers_api::redis::Keys::new(&prefix, 1);
     crate::helpers::inject_unstorable_entry(&pool, &prefix, &org.id).await;
     let good = app.send(&org.key, "good", json!({})).await;
-    wait_status(&app, &org.key, &good, "delivered").await;
+    app.wait_status(&org.key, &good, "delivered").await;
     let later = app.send(&org.key, "later", json!({})).await;
-    wait_status(&app, &org.key, &later, "delivered").await;
+    app.wait_status(&org.key, &later, "delivered").await;
     // The refused outcome's entry stays pending in the delivery group.
     let pending: Vec<fred::prelude::Value> =
         fred::prelude::StreamsInterface::xpending(&pool, keys.stream(0), "delivery", ())

@@ -10,7 +10,11 @@ use fred::prelude::Pool;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use triggers_api::config::{Config, Role};
+use triggers_api::{
+    config::{Config, Role},
+    domain::{EventRecord, mint_event_id},
+    streams::StreamEntry,
+};
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -78,19 +82,44 @@ pub async fn spawn(config: Config) -> TestApp {
     app
 }
 
-/// Polls `check` every 50 ms until it holds; panics after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F)
+/// What a polled check returns: `true`, or `Some(value)`, once it holds.
+pub trait Settled {
+    type Value;
+    fn settled(self) -> Option<Self::Value>;
+}
+
+impl Settled for bool {
+    type Value = ();
+    fn settled(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Settled for Option<T> {
+    type Value = T;
+    fn settled(self) -> Option<T> {
+        self
+    }
+}
+
+/// The one way tests wait: polls `check` every 20 ms until it holds and
+/// returns what it settled on; panics after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> <Fut::Output as Settled>::Value
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future,
+    Fut::Output: Settled,
 {
     let started = Instant::now();
-    while !check().await {
+    loop {
+        if let Some(value) = check().await.settled() {
+            return value;
+        }
         assert!(
             started.elapsed() < limit,
             "condition not met within {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -178,6 +207,15 @@ impl TestApp {
         response.json().await.expect("event JSON")
     }
 
+    /// The event once its status is `wanted` (within 20 s).
+    pub async fn wait_status(&self, key: &str, id: &str, wanted: &str) -> Value {
+        eventually(Duration::from_secs(20), || async {
+            let event = self.event(key, id).await;
+            (event["status"] == wanted).then_some(event)
+        })
+        .await
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let outcome = tokio::time::timeout(Duration::from_secs(15), self.handle)
@@ -226,20 +264,22 @@ pub async fn wait_archived(db: &sqlx::PgPool, id: &str) {
 /// events, so only this way can a test put one there. Returns its event id.
 pub async fn inject_unstorable_entry(pool: &Pool, prefix: &str, organization_id: &str) -> Uuid {
     let keys = triggers_api::redis::Keys::new(prefix, 1);
-    let id = Uuid::now_v7();
+    let (id, created_at) = mint_event_id();
+    let entry = StreamEntry::new(EventRecord {
+        id,
+        organization_id: organization_id.parse().expect("organization id"),
+        event_type: "poison".to_owned(),
+        dedup_id: None,
+        payload: r#"{"bad":"\u0000"}"#.to_owned(),
+        created_at,
+    });
     let _: String = fred::prelude::StreamsInterface::xadd(
         pool,
         keys.stream(0),
         false,
         None,
         "*",
-        vec![
-            ("id", id.to_string()),
-            ("org", organization_id.to_owned()),
-            ("type", "poison".to_owned()),
-            ("ts", chrono::Utc::now().timestamp_millis().to_string()),
-            ("payload", r#"{"bad":"\u0000"}"#.to_owned()),
-        ],
+        entry.fields(),
     )
     .await
     .expect("xadd");

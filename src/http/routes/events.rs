@@ -20,11 +20,11 @@ use crate::{
     http::{
         AppState,
         error::ApiError,
-        extract::{ApiKey, EventId, JsonBody, Limited, QueryParams},
+        extract::{Caller, EventId, JsonBody, Limited, QueryParams},
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
-    queue::Admission,
     store::{EventRow, InboxQuery},
+    streams::Admission,
 };
 
 #[derive(Deserialize)]
@@ -87,10 +87,10 @@ fn rejected(reason: &'static str) {
 /// `POST /api/events`: 202 once Redis holds the event, with its final id.
 pub async fn ingest(
     State(state): State<AppState>,
-    key: ApiKey,
+    caller: Caller,
     body: Result<JsonBody<NewEvent>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let org = key.org;
+    let org = caller.org;
     let event = match body.and_then(|JsonBody(e)| e.validate().map(|()| e)) {
         Ok(event) => event,
         Err(err) => {
@@ -116,7 +116,7 @@ pub async fn ingest(
         payload: event.payload.get().to_owned(),
         created_at,
     };
-    let (admission, limit) = state.queue.enqueue(&org, &record).await?;
+    let (admission, limit) = state.intake.admit(&org, &record).await?;
     match admission {
         Admission::Accepted => {
             metrics::counter!(EVENTS_ACCEPTED).increment(1);
@@ -148,7 +148,7 @@ pub struct EventView {
     event_type: String,
     dedup_id: Option<String>,
     payload: Value,
-    status: String,
+    status: EventStatus,
     attempts: i32,
     last_error: Option<String>,
     #[serde(serialize_with = "rfc3339")]
@@ -177,54 +177,14 @@ impl From<EventRow> for EventView {
     }
 }
 
-impl From<EventRecord> for EventView {
-    fn from(record: EventRecord) -> Self {
-        Self {
-            id: record.id,
-            organization_id: record.organization_id,
-            event_type: record.event_type,
-            dedup_id: record.dedup_id,
-            payload: serde_json::from_str(&record.payload).unwrap_or(Value::Null),
-            status: EventStatus::Queued.as_str().to_owned(),
-            attempts: 0,
-            last_error: None,
-            created_at: record.created_at,
-            delivered_at: None,
-            acknowledged_at: None,
-        }
-    }
-}
-
-/// One of the organization's events: from the archive, or from its stream
-/// when the archiver has not written it yet.
-pub async fn find(
-    state: &AppState,
-    organization_id: Uuid,
-    id: Uuid,
-) -> Result<EventView, ApiError> {
-    if let Some(row) = state.store.event(organization_id, id).await? {
-        return Ok(row.into());
-    }
-    if let Some(record) = state.queue.unarchived(organization_id, id).await? {
-        return Ok(record.into());
-    }
-    // Archived between the two looks.
-    state
-        .store
-        .event(organization_id, id)
-        .await?
-        .map(EventView::from)
-        .ok_or(ApiError::NotFound("event not found"))
-}
-
 /// `GET /api/events/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = find(&state, key.org.organization_id, id).await?;
-    Ok((limit, Json(view)))
+    let row = state.events.find(caller.org.organization_id, id).await?;
+    Ok((limit, Json(EventView::from(row))))
 }
 
 #[derive(Deserialize)]
@@ -263,7 +223,7 @@ fn parse_statuses(raw: Option<&str>) -> Result<Vec<EventStatus>, ApiError> {
 /// `GET /api/inbox`: newest first, a page at a time.
 pub async fn inbox(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     QueryParams(params): QueryParams<InboxParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let statuses = parse_statuses(params.status.as_deref())?;
@@ -284,9 +244,9 @@ pub async fn inbox(
         ),
     };
     let page = state
-        .store
+        .events
         .inbox(InboxQuery {
-            organization_id: key.org.organization_id,
+            organization_id: caller.org.organization_id,
             statuses: &statuses,
             before,
             limit: page_size,
@@ -311,20 +271,12 @@ pub async fn inbox(
 /// `POST /api/ack/{id}`: the consumer has the event. Idempotent.
 pub async fn ack(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
-    let row = match state.store.acknowledge(org_id, id).await? {
-        Some(row) => row,
-        None => match state.queue.unarchived(org_id, id).await? {
-            Some(record) => state.store.archive_acknowledged(&record).await?,
-            None => state
-                .store
-                .acknowledge(org_id, id)
-                .await?
-                .ok_or(ApiError::NotFound("event not found"))?,
-        },
-    };
+    let row = state
+        .events
+        .acknowledge(caller.org.organization_id, id)
+        .await?;
     Ok((limit, Json(EventView::from(row))))
 }

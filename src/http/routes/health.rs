@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::{http::AppState, redis};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -23,7 +23,7 @@ pub async fn health() -> impl IntoResponse {
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (postgres, redis) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()),
-        tokio::time::timeout(CHECK_TIMEOUT, state.queue.ping()),
+        tokio::time::timeout(CHECK_TIMEOUT, redis::ping(&state.redis)),
     );
     let describe = |ok: bool| if ok { "ok" } else { "unreachable" };
     let postgres_ok = matches!(postgres, Ok(Ok(())));

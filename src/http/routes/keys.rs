@@ -34,7 +34,7 @@ pub struct GenerateRequest {
 struct NewKeyResponse {
     organization_id: Uuid,
     organization_name: String,
-    tier: String,
+    tier: Tier,
     rate_limit_per_minute: i32,
     /// Shown once: only its hash is stored.
     api_key: String,
@@ -132,7 +132,7 @@ struct WebhookInfo {
 struct OrganizationInfo {
     organization_id: Uuid,
     organization_name: String,
-    tier: String,
+    tier: Tier,
     rate_limit_per_minute: i32,
     webhook: WebhookInfo,
     #[serde(serialize_with = "rfc3339")]
@@ -143,9 +143,9 @@ struct OrganizationInfo {
 /// `GET /api/keys`: the caller's organization, never a key.
 pub async fn info(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
+    let org_id = caller.org.organization_id;
     let (org, keys) = tokio::try_join!(
         state.store.organization(org_id),
         state.store.api_keys(org_id)
@@ -165,7 +165,7 @@ pub async fn info(
         keys: keys
             .into_iter()
             .map(|k| KeyInfo {
-                current: k.id == key.org.key_id,
+                current: k.id == caller.org.key_id,
                 key_prefix: format!("{KEY_PREFIX}{}", k.lookup_prefix),
                 created_at: k.created_at,
                 revoked_at: k.revoked_at,
@@ -189,18 +189,18 @@ struct RotatedKey {
 /// every replica.
 pub async fn rotate(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
+    let org_id = caller.org.organization_id;
     let new = new_key().await?;
     let row = state
         .store
-        .rotate_key(org_id, key.org.key_id, &new.lookup, &new.hash)
+        .rotate_key(org_id, caller.org.key_id, &new.lookup, &new.hash)
         .await?
         .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
-    state.auth.forget(&key.presented).await?;
+    state.auth.forget(&caller.presented_key).await?;
     tracing::info!(organization_id = %org_id, "API key rotated");
-    let revoked_key_prefix = keys::lookup_of(&key.presented)
+    let revoked_key_prefix = keys::lookup_of(&caller.presented_key)
         .map(|l| format!("{KEY_PREFIX}{l}"))
         .unwrap_or_default();
     let body = RotatedKey {

@@ -5,20 +5,20 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{events::find, rfc3339, rfc3339_opt};
+use super::{rfc3339, rfc3339_opt};
 use crate::{
-    domain::EventRecord,
+    domain::EventStatus,
     http::{
         AppState,
         error::ApiError,
         extract::{EventId, JsonBody, Limited, parse_json},
     },
-    store::{AttemptRow, EventRow, SECRET_ROTATION_GRACE_HOURS},
+    store::{AttemptRow, SECRET_ROTATION_GRACE_HOURS},
     webhook::{self, address},
 };
 
 /// Most dead letters one `POST /api/dlq/replay` call replays.
-const DLQ_REPLAY_BATCH: i64 = 1_000;
+const DLQ_REPLAY_BATCH: usize = 1_000;
 
 #[derive(Deserialize)]
 pub struct WebhookConfig {
@@ -36,7 +36,7 @@ struct WebhookConfigured {
 /// `POST /api/webhook/config`: where to push; (re-)enables pushing.
 pub async fn configure(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     JsonBody(config): JsonBody<WebhookConfig>,
 ) -> Result<impl IntoResponse, ApiError> {
     let url = address::validate(&config.webhook_url, state.config.allow_private_webhooks)
@@ -45,12 +45,12 @@ pub async fn configure(
     let secret = state
         .store
         .set_webhook(
-            key.org.organization_id,
+            caller.org.organization_id,
             url.as_str(),
             &webhook::generate_secret(),
         )
         .await?;
-    tracing::info!(organization_id = %key.org.organization_id, "webhook configured");
+    tracing::info!(organization_id = %caller.org.organization_id, "webhook configured");
     let body = WebhookConfigured {
         webhook_url: url.to_string(),
         enabled: true,
@@ -71,12 +71,12 @@ struct SecretRotated {
 /// one keeps signing alongside it for a grace period.
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
 ) -> Result<impl IntoResponse, ApiError> {
     let secret = webhook::generate_secret();
     let rotated_at = state
         .store
-        .rotate_webhook_secret(key.org.organization_id, &secret)
+        .rotate_webhook_secret(caller.org.organization_id, &secret)
         .await?
         .ok_or(ApiError::NotFound("no webhook is configured"))?;
     let body = SecretRotated {
@@ -116,85 +116,36 @@ impl From<AttemptRow> for AttemptView {
 /// `GET /api/events/{id}/attempts`: every delivery attempt, oldest first.
 pub async fn attempts(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
-    let attempts = state.store.attempts(org_id, id).await?;
-    if attempts.is_empty() {
-        // No attempts yet, or no such event: tell the two apart.
-        find(&state, org_id, id).await?;
-    }
+    let attempts = state
+        .events
+        .attempts(caller.org.organization_id, id)
+        .await?;
     let attempts: Vec<AttemptView> = attempts.into_iter().map(AttemptView::from).collect();
     Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
-}
-
-/// Replays need somewhere to go.
-async fn require_webhook(state: &AppState, organization_id: Uuid) -> Result<(), ApiError> {
-    if state
-        .store
-        .webhook_targets(&[organization_id])
-        .await?
-        .is_empty()
-    {
-        return Err(ApiError::Conflict(
-            "no enabled webhook: configure one with POST /api/webhook/config first".into(),
-        ));
-    }
-    Ok(())
-}
-
-async fn replay_rows(state: &AppState, rows: &[EventRow]) -> Result<(), ApiError> {
-    for row in rows {
-        let event = EventRecord {
-            id: row.id,
-            organization_id: row.organization_id,
-            event_type: row.event_type.clone(),
-            dedup_id: row.dedup_id.clone(),
-            payload: row.payload.to_string(),
-            created_at: row.created_at,
-        };
-        let shard = state.queue.keys().shard_of(row.organization_id);
-        let next_attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
-        state.retries.replay(shard, &event, next_attempt).await?;
-    }
-    Ok(())
 }
 
 #[derive(Serialize)]
 struct Replayed {
     id: Uuid,
-    status: &'static str,
+    status: EventStatus,
 }
 
 /// `POST /api/events/{id}/replay`: a delivered, failed or dead-lettered event
 /// goes out again, as a new series of attempts.
 pub async fn replay(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     EventId(id): EventId,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
-    require_webhook(&state, org_id).await?;
-    let rows = state.store.start_replay(org_id, &[id]).await?;
-    if rows.is_empty() {
-        return match state.store.event(org_id, id).await? {
-            Some(row) => Err(ApiError::Conflict(format!(
-                "an event with status `{}` has no delivery to replay yet",
-                row.status
-            ))),
-            None => Err(ApiError::NotFound("event not found")),
-        };
-    }
-    replay_rows(&state, &rows).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        limit,
-        Json(Replayed {
-            id,
-            status: "queued",
-        }),
-    ))
+    state.events.replay(caller.org.organization_id, id).await?;
+    let body = Replayed {
+        id,
+        status: EventStatus::Queued,
+    };
+    Ok((StatusCode::ACCEPTED, limit, Json(body)))
 }
 
 #[derive(Deserialize)]
@@ -207,25 +158,19 @@ pub struct DlqReplay {
 /// dead-lettered at or after `since`, if given) go out again.
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
-    Limited { key, limit }: Limited,
+    Limited { caller, limit }: Limited,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let org_id = key.org.organization_id;
     // The body is optional: none means every dead letter.
     let since = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         parse_json::<DlqReplay>(&body)?.since
     };
-    require_webhook(&state, org_id).await?;
-    let ids = state
-        .store
-        .dead_letter_ids(org_id, since, DLQ_REPLAY_BATCH + 1)
+    let batch = state
+        .events
+        .replay_dead_letters(caller.org.organization_id, since, DLQ_REPLAY_BATCH)
         .await?;
-    let has_more = ids.len() as i64 > DLQ_REPLAY_BATCH;
-    let ids = &ids[..ids.len().min(DLQ_REPLAY_BATCH as usize)];
-    let rows = state.store.start_replay(org_id, ids).await?;
-    replay_rows(&state, &rows).await?;
-    let body = serde_json::json!({ "replayed": rows.len(), "has_more": has_more });
+    let body = serde_json::json!({ "replayed": batch.replayed, "has_more": batch.has_more });
     Ok((StatusCode::ACCEPTED, limit, Json(body)))
 }

@@ -39,13 +39,22 @@
 //! timeout and the webhook timeout (so a slow request in flight is not
 //! claimed from a live worker). Delivery is therefore at least once;
 //! receivers deduplicate on `webhook-id`, the event id.
+//!
+//! # Where things are
+//!
+//! `worker` reads and dispatches; `slots` holds the per-organization
+//! limits; `attempt` sends one entry and applies what `policy` (pure, no
+//! I/O) decides; `recorder` stores outcomes and acknowledges; `sender`
+//! makes the signed request.
 
+mod attempt;
+mod policy;
 mod recorder;
-mod retries;
 mod sender;
+mod slots;
 mod worker;
 
-pub use retries::Retries;
+pub use policy::{Decision, RetryPolicy};
 pub use sender::{Outcome, Sender};
 pub use worker::{DeliveryWorker, Limits};
 

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::{
-    queue::{Consumer, Delivery},
     store::{AttemptRow, EventOutcome, Store, StoreError},
+    streams::{Consumer, Received},
 };
 
 /// Most outcomes written in one transaction.
@@ -20,7 +20,7 @@ const LINGER: Duration = Duration::from_millis(20);
 /// What a delivery task hands over when it is done with an entry.
 #[derive(Debug)]
 pub struct Finished {
-    pub delivery: Delivery,
+    pub received: Received,
     pub attempt: Option<AttemptRow>,
     pub outcome: Option<EventOutcome>,
     /// Set when the endpoint answered 410: the reason its webhook is disabled.
@@ -29,9 +29,9 @@ pub struct Finished {
 
 impl Finished {
     /// Nothing to record (e.g. the organization has no webhook): just acknowledge.
-    pub fn ack_only(delivery: Delivery) -> Self {
+    pub fn ack_only(received: Received) -> Self {
         Self {
-            delivery,
+            received,
             attempt: None,
             outcome: None,
             disable_webhook: None,
@@ -100,7 +100,7 @@ impl Recorder {
                     match self.store_retrying(&[item]).await {
                         Ok(()) => stored.push(item),
                         Err(err) => tracing::error!(
-                            event_id = %item.delivery.event.id,
+                            event_id = %item.received.entry.event.id,
                             error = %err,
                             "Postgres refuses this delivery outcome; its entry stays pending"
                         ),
@@ -109,8 +109,8 @@ impl Recorder {
                 stored
             }
         };
-        let deliveries: Vec<Delivery> = stored.iter().map(|f| f.delivery.clone()).collect();
-        if let Err(err) = self.consumer.ack(&deliveries).await {
+        let handled: Vec<Received> = stored.iter().map(|f| f.received.clone()).collect();
+        if let Err(err) = self.consumer.ack(&handled).await {
             // Unacknowledged entries are claimed again later: attempted twice, not lost.
             tracing::error!(error = %err, "cannot acknowledge delivered entries");
         }

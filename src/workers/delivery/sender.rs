@@ -30,8 +30,9 @@ pub enum Outcome {
     },
 }
 
+/// What one request came to.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub struct Sent {
     pub outcome: Outcome,
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
@@ -67,11 +68,11 @@ impl Sender {
         })
     }
 
-    pub async fn send(&self, target: &WebhookTarget, event: &EventRecord) -> Attempt {
+    pub async fn send(&self, target: &WebhookTarget, event: &EventRecord) -> Sent {
         let started_at = Utc::now();
         let clock = Instant::now();
         let outcome = self.try_send(target, event, started_at).await;
-        Attempt {
+        Sent {
             outcome,
             started_at,
             duration: clock.elapsed(),

@@ -7,9 +7,8 @@ use fred::{
     types::streams::{XCap, XID},
 };
 
-use super::entry;
+use super::StreamEntry;
 use crate::{
-    domain::EventRecord,
     metrics::{STREAM_LENGTH, STREAM_PENDING},
     redis::{Keys, RedisError},
 };
@@ -17,19 +16,15 @@ use crate::{
 /// How long a consumer on Redis Cluster waits after a round that found nothing.
 const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(50);
 
-/// An event read from a stream, to be acknowledged once its work is durable.
+/// An entry a consumer read, to be acknowledged once its work is durable.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct Received {
     pub shard: u16,
     /// The stream it was read from, and which kind of stream that is.
     pub stream: String,
     pub kind: StreamKind,
     pub entry_id: String,
-    pub event: EventRecord,
-    /// Which delivery attempt of the event this is, counting every series.
-    pub attempt: u32,
-    /// Its position in the current retry series (0: the first attempt).
-    pub series_try: u32,
+    pub entry: StreamEntry,
 }
 
 /// The streams of a shard a group can consume.
@@ -108,7 +103,7 @@ impl Consumer {
     /// Cluster the shards live in different slots, which one command cannot
     /// span, so each shard's streams are read without blocking, and an idle
     /// round waits a moment before the next.
-    pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Delivery>, RedisError> {
+    pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Received>, RedisError> {
         if !self.reader.is_clustered() {
             let all: Vec<&str> = self.streams.iter().map(|(_, _, s)| s.as_str()).collect();
             return self.read_group(&all, count, Some(block)).await;
@@ -142,7 +137,7 @@ impl Consumer {
         streams: &[&str],
         count: u64,
         block: Option<Duration>,
-    ) -> Result<Vec<Delivery>, RedisError> {
+    ) -> Result<Vec<Received>, RedisError> {
         let keys: Vec<String> = streams.iter().map(|s| (*s).to_owned()).collect();
         let ids: Vec<XID> = keys.iter().map(|_| XID::NewInGroup).collect();
         let reply: Value = self
@@ -186,7 +181,7 @@ impl Consumer {
         &self,
         min_idle: Duration,
         count: u64,
-    ) -> Result<Vec<Delivery>, RedisError> {
+    ) -> Result<Vec<Received>, RedisError> {
         let mut out = Vec::new();
         for (shard, kind, stream) in &self.streams {
             let mut cursor = "0-0".to_owned();
@@ -218,8 +213,8 @@ impl Consumer {
     }
 
     /// Acknowledges handled entries, stream by stream.
-    pub async fn ack(&self, deliveries: &[Delivery]) -> Result<(), RedisError> {
-        for (stream, ids) in group_by(deliveries, |d| d.stream.clone(), |d| d.entry_id.clone()) {
+    pub async fn ack(&self, received: &[Received]) -> Result<(), RedisError> {
+        for (stream, ids) in group_by(received, |d| d.stream.clone(), |d| d.entry_id.clone()) {
             let _: i64 = self.pool.xack(stream, self.group.as_str(), ids).await?;
         }
         Ok(())
@@ -281,14 +276,14 @@ impl Consumer {
     }
 }
 
-/// Groups deliveries' values by a key (a shard, a stream), keeping order.
+/// Groups entries' values by a key (a shard, a stream), keeping order.
 pub(crate) fn group_by<K: PartialEq, T>(
-    deliveries: &[Delivery],
-    key: impl Fn(&Delivery) -> K,
-    value: impl Fn(&Delivery) -> T,
+    received: &[Received],
+    key: impl Fn(&Received) -> K,
+    value: impl Fn(&Received) -> T,
 ) -> Vec<(K, Vec<T>)> {
     let mut groups: Vec<(K, Vec<T>)> = Vec::new();
-    for d in deliveries {
+    for d in received {
         let k = key(d);
         match groups.iter_mut().find(|(g, _)| *g == k) {
             Some((_, items)) => items.push(value(d)),
@@ -299,29 +294,19 @@ pub(crate) fn group_by<K: PartialEq, T>(
 }
 
 fn push_parsed(
-    out: &mut Vec<Delivery>,
+    out: &mut Vec<Received>,
     (shard, kind, stream): (u16, StreamKind, &str),
     entry_id: &str,
     fields: &HashMap<String, String>,
 ) {
-    match entry::from_fields(fields) {
-        Ok(event) => {
-            let number = |name: &str, default: u32| {
-                fields
-                    .get(name)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default)
-            };
-            out.push(Delivery {
-                shard,
-                stream: stream.to_owned(),
-                kind,
-                entry_id: entry_id.to_owned(),
-                attempt: number(entry::ATTEMPT, 1),
-                series_try: number(entry::SERIES_TRY, 0),
-                event,
-            });
-        }
+    match StreamEntry::decode(fields) {
+        Ok(entry) => out.push(Received {
+            shard,
+            stream: stream.to_owned(),
+            kind,
+            entry_id: entry_id.to_owned(),
+            entry,
+        }),
         // Left pending, never acknowledged: it stays visible in XPENDING
         // for an operator instead of being dropped.
         Err(err) => {

@@ -1,0 +1,87 @@
+//! Admission of new events: rate limit, dedup and enqueue in one script.
+
+use fred::{prelude::*, types::scripts::Script};
+
+use super::StreamEntry;
+use crate::{
+    domain::{DEDUP_WINDOW_SECS, EventRecord, OrgContext},
+    ratelimit::{GCRA_LUA, PERIOD, RateLimit},
+    redis::{Keys, RedisError},
+};
+
+/// What Redis decided about an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Accepted,
+    /// The `dedup_id` was used by this event within the dedup window.
+    Duplicate {
+        original_id: String,
+    },
+    RateLimited,
+}
+
+#[derive(Clone)]
+pub struct Intake {
+    pool: Pool,
+    keys: Keys,
+    script: Script,
+}
+
+impl Intake {
+    pub fn new(pool: Pool, keys: Keys) -> Self {
+        let script = Script::from_lua(format!("{GCRA_LUA}\n{}", include_str!("intake.lua")));
+        Self { pool, keys, script }
+    }
+
+    /// Rate-limits, dedups and enqueues one event in a single round trip.
+    pub async fn admit(
+        &self,
+        org: &OrgContext,
+        event: &EventRecord,
+    ) -> Result<(Admission, RateLimit), RedisError> {
+        let shard = self.keys.shard_of(org.organization_id);
+        let rate_key = self.keys.rate_limit(org.organization_id);
+        let dedup_key = match &event.dedup_id {
+            Some(dedup) => self.keys.dedup(org.organization_id, dedup),
+            None => rate_key.clone(),
+        };
+        let keys = vec![
+            rate_key,
+            dedup_key,
+            self.keys.stream(shard),
+            self.keys.unarchived_index(shard),
+        ];
+        let mut args: Vec<Value> = vec![
+            i64::from(org.rate_limit_per_minute.max(1)).into(),
+            (PERIOD.as_millis() as i64).into(),
+            (DEDUP_WINDOW_SECS as i64).into(),
+            if event.dedup_id.is_some() { "1" } else { "0" }.into(),
+            event.id.to_string().into(),
+        ];
+        args.extend(
+            StreamEntry::new_event_fields(event)
+                .into_iter()
+                .flat_map(|(name, value)| [Value::from(name), Value::from(value)]),
+        );
+
+        let reply: Vec<Value> = self
+            .script
+            .evalsha_with_reload(self.pool.next(), keys, args)
+            .await?;
+        let outcome = reply.first().and_then(Value::as_i64);
+        let rest = reply.get(1..).unwrap_or(&[]);
+        let limit = RateLimit::from_reply(org.rate_limit_per_minute, outcome != Some(0), rest)?;
+        let admission = match outcome {
+            Some(1) => Admission::Accepted,
+            Some(2) => Admission::Duplicate {
+                original_id: rest
+                    .get(3)
+                    .and_then(Value::as_string)
+                    .ok_or_else(|| RedisError::Reply("duplicate without original id".into()))?,
+            },
+            Some(0) => Admission::RateLimited,
+            other => return Err(RedisError::Reply(format!("ingest outcome {other:?}"))),
+        };
+        Ok((admission, limit))
+    }
+}

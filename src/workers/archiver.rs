@@ -1,0 +1,113 @@
+//! The archiver: moves accepted events from the streams into Postgres.
+//!
+//! Each batch is written with one `INSERT … ON CONFLICT DO NOTHING`, dropped
+//! from the index of unarchived events, and only then acknowledged. A crash
+//! anywhere in between leaves the entries pending; they are taken over
+//! after the visibility timeout and archived once, since the insert is
+//! idempotent on the event id.
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Handler, Settings, WorkerError, consume};
+use crate::{
+    domain::EventRecord,
+    metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED},
+    store::{Store, StoreError},
+    streams::{Consumer, Received, Unarchived},
+};
+
+/// The consumer group of the archivers.
+pub const GROUP: &str = "archive";
+
+pub struct Archiver {
+    store: Store,
+    unarchived: Unarchived,
+    consumer: Consumer,
+    settings: Settings,
+}
+
+impl Archiver {
+    pub fn new(
+        store: Store,
+        unarchived: Unarchived,
+        consumer: Consumer,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            unarchived,
+            consumer,
+            settings,
+        }
+    }
+
+    /// Archives entries as they arrive, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(consumer = self.consumer.name(), "archiver started");
+        consume(&self.consumer, &self, self.settings, &shutdown).await;
+        tracing::info!(consumer = self.consumer.name(), "archiver stopped");
+    }
+
+    async fn archive(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<&EventRecord> = batch.iter().map(|r| &r.entry.event).collect();
+        let archived = match self.store.insert_events(&events).await {
+            Ok(_) => batch,
+            // One row Postgres refuses fails the whole statement: archive
+            // the others one by one rather than let it hold them all back.
+            Err(StoreError::Query(err)) => {
+                tracing::warn!(error = %err, "batch refused; archiving its events one by one");
+                self.archive_singly(batch).await?
+            }
+            Err(err) => return Err(err.into()),
+        };
+        self.unarchived.forget(&archived).await?;
+        self.consumer.ack(&archived).await?;
+        let now = Utc::now();
+        for received in &archived {
+            let lag = (now - received.entry.event.created_at)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0;
+            metrics::histogram!(ARCHIVE_LAG).record(lag);
+        }
+        metrics::counter!(EVENTS_ARCHIVED).increment(archived.len() as u64);
+        Ok(())
+    }
+
+    /// The entries Postgres accepts, inserted one at a time. A refused entry
+    /// is left pending, never acknowledged: it stays in its stream, visible
+    /// in `XPENDING` and the error log, instead of being dropped.
+    async fn archive_singly(&self, batch: Vec<Received>) -> Result<Vec<Received>, WorkerError> {
+        let mut archived = Vec::with_capacity(batch.len());
+        for received in batch {
+            match self.store.insert_events(&[&received.entry.event]).await {
+                Ok(_) => archived.push(received),
+                Err(StoreError::Query(err)) => {
+                    metrics::counter!(ARCHIVE_ERRORS).increment(1);
+                    tracing::error!(
+                        event_id = %received.entry.event.id,
+                        entry_id = received.entry_id,
+                        error = %err,
+                        "Postgres refuses this event; it stays pending in its stream"
+                    );
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(archived)
+    }
+}
+
+impl Handler for Archiver {
+    async fn handle(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
+        let archived = self.archive(batch).await;
+        if archived.is_err() {
+            metrics::counter!(ARCHIVE_ERRORS).increment(1);
+        }
+        archived
+    }
+}

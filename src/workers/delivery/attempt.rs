@@ -1,0 +1,171 @@
+//! One delivery attempt: send, decide what follows (the retry policy), apply
+//! the decision in Redis, and hand the result to the recorder.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::{
+    policy::{Decision, RetryPolicy},
+    recorder::Finished,
+    sender::{Outcome, Sender, Sent},
+};
+use crate::{
+    domain::EventStatus,
+    metrics::{
+        DEAD_LETTERS, DELIVERIES, DELIVERIES_IN_FLIGHT, DELIVERY_DURATION, DELIVERY_END_TO_END,
+    },
+    redis::RedisError,
+    store::{AttemptRow, EventOutcome, WebhookTarget},
+    streams::{Received, RetryQueue},
+};
+
+/// What every delivery task needs.
+pub struct Context {
+    pub sender: Sender,
+    pub policy: RetryPolicy,
+    pub retries: RetryQueue,
+    pub finished: mpsc::Sender<Finished>,
+}
+
+/// Delivers one entry to `target` and hands the result to the recorder.
+/// When the decision cannot be applied (Redis away), nothing is recorded:
+/// the entry stays pending and is attempted again later.
+pub async fn deliver(context: &Context, received: Received, target: &WebhookTarget) {
+    metrics::gauge!(DELIVERIES_IN_FLIGHT).increment(1.0);
+    let sent = context.sender.send(target, &received.entry.event).await;
+    metrics::gauge!(DELIVERIES_IN_FLIGHT).decrement(1.0);
+    metrics::histogram!(DELIVERY_DURATION).record(sent.duration.as_secs_f64());
+
+    let jitter = RetryPolicy::jitter(&mut rand::thread_rng());
+    let decision = context
+        .policy
+        .decide(&sent.outcome, received.entry.series_try, jitter);
+    if let Err(err) = apply(context, &received, &decision).await {
+        tracing::error!(
+            event_id = %received.entry.event.id,
+            error = %err,
+            "cannot store what follows a delivery attempt; its entry stays pending"
+        );
+        return;
+    }
+    count(&decision, &received, Utc::now());
+    tracing::info!(
+        event_id = %received.entry.event.id,
+        organization_id = %received.entry.event.organization_id,
+        attempt = received.entry.attempt,
+        outcome = %status_after(&decision),
+        "delivery attempt"
+    );
+    let finished = finished(received, &sent, &decision);
+    let _ = context.finished.send(finished).await;
+}
+
+/// The Redis side of a decision: a retry scheduled, or a dead letter written.
+async fn apply(
+    context: &Context,
+    received: &Received,
+    decision: &Decision,
+) -> Result<(), RedisError> {
+    match decision {
+        Decision::Delivered => Ok(()),
+        Decision::Retry { after } => {
+            context
+                .retries
+                .schedule(&received.entry.next_try(), *after)
+                .await
+        }
+        Decision::DeadLetter { reason, .. } => {
+            context
+                .retries
+                .dead_letter(&received.entry.event, reason)
+                .await
+        }
+    }
+}
+
+fn count(decision: &Decision, received: &Received, now: DateTime<Utc>) {
+    let outcome = match decision {
+        Decision::Delivered => {
+            let end_to_end = (now - received.entry.event.created_at)
+                .num_milliseconds()
+                .max(0) as f64
+                / 1000.0;
+            metrics::histogram!(DELIVERY_END_TO_END).record(end_to_end);
+            "delivered"
+        }
+        Decision::Retry { .. } => "retry",
+        Decision::DeadLetter {
+            disable_webhook: true,
+            ..
+        } => "gone",
+        Decision::DeadLetter { .. } => "dead_letter",
+    };
+    metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
+    if matches!(decision, Decision::DeadLetter { .. }) {
+        metrics::counter!(DEAD_LETTERS).increment(1);
+    }
+}
+
+fn status_after(decision: &Decision) -> EventStatus {
+    match decision {
+        Decision::Delivered => EventStatus::Delivered,
+        Decision::Retry { .. } => EventStatus::Failed,
+        Decision::DeadLetter { .. } => EventStatus::DeadLetter,
+    }
+}
+
+/// The attempt and the event's new state, as the recorder stores them.
+fn finished(received: Received, sent: &Sent, decision: &Decision) -> Finished {
+    let entry = &received.entry;
+    let event = &entry.event;
+    let decided_at =
+        sent.started_at + chrono::Duration::from_std(sent.duration).unwrap_or_default();
+    let last_error = match (decision, &sent.outcome) {
+        (Decision::Delivered, _) => None,
+        (Decision::DeadLetter { reason, .. }, _) => Some(reason.clone()),
+        (Decision::Retry { .. }, Outcome::Failed { error, .. }) => Some(error.clone()),
+        (Decision::Retry { .. }, _) => None,
+    };
+    let next_retry_at = match decision {
+        Decision::Retry { after } => {
+            Some(decided_at + chrono::Duration::from_std(*after).unwrap_or_default())
+        }
+        _ => None,
+    };
+    let response_status = match &sent.outcome {
+        Outcome::Delivered { status } => Some(i32::from(*status)),
+        Outcome::Gone => Some(410),
+        Outcome::Failed { status, .. } => status.map(i32::from),
+    };
+    let attempt = AttemptRow {
+        event_id: event.id,
+        attempt: entry.attempt as i32,
+        organization_id: event.organization_id,
+        attempted_at: sent.started_at,
+        duration_ms: sent.duration.as_millis().min(i32::MAX as u128) as i32,
+        response_status,
+        error: last_error.clone(),
+        next_retry_at,
+    };
+    let outcome = EventOutcome {
+        event: event.clone(),
+        status: status_after(decision),
+        attempts: entry.attempt as i32,
+        last_error,
+        delivered_at: matches!(decision, Decision::Delivered).then_some(decided_at),
+        next_retry_at,
+    };
+    let disable_webhook = match decision {
+        Decision::DeadLetter {
+            reason,
+            disable_webhook: true,
+        } => Some((event.organization_id, reason.clone())),
+        _ => None,
+    };
+    Finished {
+        received,
+        attempt: Some(attempt),
+        outcome: Some(outcome),
+        disable_webhook,
+    }
+}

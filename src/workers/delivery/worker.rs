@@ -1,0 +1,280 @@
+//! The delivery worker: takes entries from the consume loop, dispatches
+//! them within the concurrency limits, and moves due retries back to work.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use super::{
+    attempt::{Context, deliver},
+    policy::RetryPolicy,
+    recorder::{Finished, Recorder},
+    sender::Sender,
+    slots::{Admit, OrgSlots},
+};
+use crate::{
+    domain::EventStatus,
+    metrics::{DEAD_LETTERS, DELIVERIES_DEFERRED, RETRIES_SCHEDULED},
+    store::{EventOutcome, Store, WebhookTarget},
+    streams::{Consumer, Received, RetryQueue, StreamKind},
+    workers::{Handler, Settings, WorkerError, consume},
+};
+
+const READ_BATCH: u64 = 100;
+/// How long an entry whose organization has no free slot waits before it is read again.
+const DEFER: Duration = Duration::from_secs(1);
+const MOVE_EVERY: Duration = Duration::from_millis(200);
+const MOVE_BATCH: u32 = 500;
+/// How long to wait before asking an unreachable Postgres for webhooks again.
+const LOOKUP_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests in flight in this process.
+    pub total: u32,
+    /// Requests in flight for one organization in this process.
+    pub per_org: u32,
+    /// How long an entry may stay unacknowledged before another worker
+    /// takes it: longer than any request may last.
+    pub claim_after: Duration,
+}
+
+pub struct DeliveryWorker {
+    store: Store,
+    consumer: Consumer,
+    sender: Sender,
+    policy: RetryPolicy,
+    retries: RetryQueue,
+    limits: Limits,
+}
+
+/// The worker while it runs: what the consume loop hands entries to.
+struct Dispatcher {
+    store: Store,
+    context: Arc<Context>,
+    /// Entries in memory (in flight or waiting for their organization).
+    global: Arc<Semaphore>,
+    orgs: OrgSlots,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Store,
+        consumer: Consumer,
+        sender: Sender,
+        policy: RetryPolicy,
+        retries: RetryQueue,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            consumer,
+            sender,
+            policy,
+            retries,
+            limits,
+        }
+    }
+
+    /// Delivers until `shutdown`, then lets requests in flight finish and
+    /// stores their outcomes before returning.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (finished, rx) = mpsc::channel(self.limits.total as usize + READ_BATCH as usize);
+        let recorder =
+            tokio::spawn(Recorder::new(self.store.clone(), self.consumer.clone(), rx).run());
+        let mover = tokio::spawn(move_due_retries(self.retries.clone(), shutdown.clone()));
+        let dispatcher = Dispatcher {
+            store: self.store.clone(),
+            context: Arc::new(Context {
+                sender: self.sender,
+                policy: self.policy,
+                retries: self.retries,
+                finished,
+            }),
+            global: Arc::new(Semaphore::new(self.limits.total as usize)),
+            orgs: OrgSlots::new(self.limits.per_org),
+            tasks: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+        };
+        let settings = Settings {
+            batch: READ_BATCH,
+            claim_after: self.limits.claim_after,
+        };
+        tracing::info!(consumer = self.consumer.name(), "delivery worker started");
+        consume(&self.consumer, &dispatcher, settings, &shutdown).await;
+
+        dispatcher.tasks.close();
+        dispatcher.tasks.wait().await;
+        // The recorder stops once every sender of outcomes is gone.
+        drop(dispatcher);
+        let _ = recorder.await;
+        let _ = mover.await;
+        tracing::info!(consumer = self.consumer.name(), "delivery worker stopped");
+    }
+}
+
+impl Handler for Dispatcher {
+    /// Back-pressure: nothing is read while every slot is taken.
+    async fn room(&self, shutdown: &CancellationToken) -> Option<usize> {
+        let free = self.global.available_permits();
+        if free > 0 {
+            return Some(free);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            permit = Arc::clone(&self.global).acquire_owned() => {
+                drop(permit);
+                Some(self.global.available_permits().max(1))
+            }
+        }
+    }
+
+    async fn handle(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
+        self.dispatch(batch).await;
+        Ok(())
+    }
+
+    async fn housekeeping(&self) {
+        if let Ok(scheduled) = self.context.retries.scheduled().await {
+            metrics::gauge!(RETRIES_SCHEDULED).set(scheduled as f64);
+        }
+    }
+}
+
+impl Dispatcher {
+    async fn dispatch(&self, batch: Vec<Received>) {
+        if batch.is_empty() {
+            return;
+        }
+        let Some(targets) = self.webhook_targets(&batch).await else {
+            return;
+        };
+        for received in batch {
+            let organization_id = received.entry.event.organization_id;
+            let Some(target) = targets.get(&organization_id) else {
+                let _ = self.context.finished.send(without_webhook(received)).await;
+                continue;
+            };
+            // Entries in memory (waiting or in flight) never exceed the
+            // global limit: the loop reads no more than there is room for.
+            let Ok(held) = Arc::clone(&self.global).acquire_owned().await else {
+                return;
+            };
+            let org_slot = match self.orgs.admit(organization_id) {
+                Admit::Now(permit) => Ok(permit),
+                Admit::Wait(slot) => Err(slot),
+                Admit::Defer => {
+                    drop(held);
+                    self.defer(received).await;
+                    continue;
+                }
+            };
+            let (context, target) = (Arc::clone(&self.context), target.clone());
+            self.tasks.spawn(async move {
+                let permit = match org_slot {
+                    Ok(permit) => permit,
+                    Err(slot) => match slot.acquire().await {
+                        Some(permit) => permit,
+                        None => return,
+                    },
+                };
+                deliver(&context, received, &target).await;
+                drop((permit, held));
+            });
+        }
+    }
+
+    /// The enabled webhooks of the batch's organizations, waiting out an
+    /// unreachable Postgres; `None` when shutting down meanwhile (the
+    /// entries stay pending).
+    async fn webhook_targets(&self, batch: &[Received]) -> Option<HashMap<Uuid, WebhookTarget>> {
+        let mut ids: Vec<Uuid> = batch
+            .iter()
+            .map(|r| r.entry.event.organization_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        loop {
+            match self.store.webhook_targets(&ids).await {
+                Ok(targets) => {
+                    return Some(
+                        targets
+                            .into_iter()
+                            .map(|t| (t.organization_id, t))
+                            .collect(),
+                    );
+                }
+                Err(err) if self.shutdown.is_cancelled() => {
+                    tracing::error!(error = %err, "cannot look up webhooks; entries stay pending");
+                    return None;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot look up webhooks; retrying");
+                    tokio::time::sleep(LOOKUP_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Puts an entry back for a second when its organization has no free slot.
+    async fn defer(&self, received: Received) {
+        metrics::counter!(DELIVERIES_DEFERRED).increment(1);
+        match self.context.retries.schedule(&received.entry, DEFER).await {
+            Ok(()) => {
+                let _ = self
+                    .context
+                    .finished
+                    .send(Finished::ack_only(received))
+                    .await;
+            }
+            Err(err) => tracing::error!(error = %err, "cannot defer a delivery; it stays pending"),
+        }
+    }
+}
+
+/// An organization without an (enabled) webhook is a pull consumer: its new
+/// events just wait in the inbox. A retry or replay that finds the webhook
+/// gone is dead-lettered, so it stays visible and can be replayed later.
+fn without_webhook(received: Received) -> Finished {
+    if received.kind == StreamKind::Events {
+        return Finished::ack_only(received);
+    }
+    metrics::counter!(DEAD_LETTERS).increment(1);
+    let outcome = EventOutcome {
+        event: received.entry.event.clone(),
+        status: EventStatus::DeadLetter,
+        attempts: received.entry.attempt.saturating_sub(1) as i32,
+        last_error: Some("no enabled webhook to deliver to".into()),
+        delivered_at: None,
+        next_retry_at: None,
+    };
+    Finished {
+        received,
+        attempt: None,
+        outcome: Some(outcome),
+        disable_webhook: None,
+    }
+}
+
+/// Every worker moves due retries; the script makes each move happen once.
+async fn move_due_retries(retries: RetryQueue, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let moved = match retries.move_due(MOVE_BATCH).await {
+            Ok(moved) => moved,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot move due retries");
+                0
+            }
+        };
+        if moved < u64::from(MOVE_BATCH) {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(MOVE_EVERY) => {}
+            }
+        }
+    }
+}
