@@ -120,6 +120,18 @@ step "alert rules"
 promtool check rules observability/prometheus/alerts.yml
 promtool test rules observability/prometheus/alerts.test.yml
 
+step "runbook links"
+# Every alert's runbook_url must land on a README heading "#### Runbook: <Alert>".
+unlinked=0
+while read -r anchor; do
+    if ! grep -qix "#### Runbook: ${anchor#runbook-}" README.md; then
+        echo "FAIL alerts.yml links README.md#$anchor, which has no heading"
+        unlinked=1
+    fi
+done < <(grep -o 'README.md#runbook-[a-z0-9-]*' observability/prometheus/alerts.yml | sed 's/^README.md#//' | sort -u)
+((unlinked == 0)) || exit 1
+echo "ok   every runbook_url has its README section"
+
 step "dashboard and metric names"
 "$PY" scripts/deploy/check_metrics.py
 
