@@ -32,3 +32,7 @@ cargo clippy --all-targets -- -D warnings
 
 echo "==> cargo test" >&2
 cargo test --all-targets "$@"
+
+echo "==> deployment artefacts and the local stack" >&2
+cargo build --bin triggers-api
+bash scripts/check-deploy.sh

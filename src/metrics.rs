@@ -34,10 +34,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
+            let recorder = builder().build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed");
@@ -55,28 +52,148 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status");
-    describe_histogram!(HTTP_DURATION, "HTTP request latency by method and route");
-    describe_counter!(EVENTS_ACCEPTED, "Events accepted (answered 202)");
-    describe_counter!(EVENTS_REJECTED, "Events refused, by reason");
-    describe_counter!(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric with its kind and HELP text, in one place.
+const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (
+        HTTP_REQUESTS,
+        Kind::Counter,
+        "HTTP requests by method, route and status",
+    ),
+    (
+        HTTP_DURATION,
+        Kind::Histogram,
+        "HTTP request latency by method and route",
+    ),
+    (
+        EVENTS_ACCEPTED,
+        Kind::Counter,
+        "Events accepted (answered 202)",
+    ),
+    (
+        EVENTS_REJECTED,
+        Kind::Counter,
+        "Events refused, by reason (invalid, too_large, duplicate, rate_limited)",
+    ),
+    (
         EVENTS_ARCHIVED,
-        "Events written to Postgres by the archiver"
-    );
-    describe_histogram!(ARCHIVE_LAG, "Time from acceptance to archive in Postgres");
-    describe_counter!(
+        Kind::Counter,
+        "Events written to Postgres by the archiver",
+    ),
+    (
+        ARCHIVE_LAG,
+        Kind::Histogram,
+        "Time from acceptance to archive in Postgres",
+    ),
+    (
         ARCHIVE_ERRORS,
-        "Archiver batches that failed and will be retried"
-    );
-    describe_gauge!(STREAM_LENGTH, "Entries in each shard stream");
-    describe_gauge!(
+        Kind::Counter,
+        "Archive batches or events that failed and stay pending for a retry",
+    ),
+    (STREAM_LENGTH, Kind::Gauge, "Entries in each stream"),
+    (
         STREAM_PENDING,
-        "Entries read by the archiver group but not acknowledged"
-    );
-    describe_counter!(
+        Kind::Gauge,
+        "Entries read by a consumer group but not acknowledged, by stream and group",
+    ),
+    (
         AUTH_LOOKUPS,
-        "API key lookups by the cache level that answered"
-    );
+        Kind::Counter,
+        "API key lookups by the level that answered (memory, redis, database)",
+    ),
+    (
+        DELIVERIES,
+        Kind::Counter,
+        "Webhook delivery attempts by outcome (delivered, retry, dead_letter, gone)",
+    ),
+    (
+        DELIVERY_DURATION,
+        Kind::Histogram,
+        "Duration of one webhook request",
+    ),
+    (
+        DELIVERY_END_TO_END,
+        Kind::Histogram,
+        "Time from acceptance to successful delivery",
+    ),
+    (
+        DELIVERIES_IN_FLIGHT,
+        Kind::Gauge,
+        "Webhook requests in flight",
+    ),
+    (
+        DELIVERIES_DEFERRED,
+        Kind::Counter,
+        "Deliveries put back for a second because their organization had no free slot",
+    ),
+    (
+        RETRIES_SCHEDULED,
+        Kind::Gauge,
+        "Deliveries waiting in the retry sets",
+    ),
+    (
+        DEAD_LETTERS,
+        Kind::Counter,
+        "Events dead-lettered after their last attempt",
+    ),
+];
+
+/// Histograms get buckets (a summary cannot be aggregated across pods).
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+}
+
+fn describe() {
+    for &(name, kind, help) in CATALOGUE {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, metrics::Unit::Seconds, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogued_metric_is_scraped_with_its_help_and_type() {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            for &(name, kind, _) in CATALOGUE {
+                match kind {
+                    Kind::Counter => metrics::counter!(name).increment(1),
+                    Kind::Gauge => metrics::gauge!(name).set(1.0),
+                    Kind::Histogram => metrics::histogram!(name).record(0.1),
+                }
+            }
+        });
+        let scrape = handle.render();
+        for &(name, kind, help) in CATALOGUE {
+            assert!(
+                scrape.contains(&format!("# HELP {name} {help}")),
+                "{name} has no HELP line:\n{scrape}"
+            );
+            let kind = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert!(
+                scrape.contains(&format!("# TYPE {name} {kind}")),
+                "{name} is not a {kind}"
+            );
+        }
+    }
 }

@@ -35,6 +35,14 @@ async fn health_readiness_metrics_and_request_ids() {
     }
     assert!(metrics.contains(r#"route="/api/events""#));
     assert!(!metrics.contains(&org.key), "a key leaked into metrics");
+    // Every metric in the scrape explains itself.
+    for line in metrics.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
+    }
 
     // A caller's request id is kept; otherwise one is minted.
     let echoed = app

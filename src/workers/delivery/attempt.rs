@@ -169,3 +169,88 @@ fn finished(received: Received, sent: &Sent, decision: &Decision) -> Finished {
         disable_webhook,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{
+        domain::{EventRecord, mint_event_id},
+        streams::{StreamEntry, StreamKind},
+    };
+
+    fn received(attempt: u32) -> Received {
+        let (id, created_at) = mint_event_id();
+        let event = EventRecord {
+            id,
+            organization_id: Uuid::now_v7(),
+            event_type: "t".into(),
+            dedup_id: None,
+            payload: "{}".into(),
+            created_at,
+        };
+        Received {
+            shard: 0,
+            stream: "s".into(),
+            kind: StreamKind::Redeliver,
+            entry_id: "1-0".into(),
+            entry: StreamEntry {
+                attempt,
+                ..StreamEntry::new(event)
+            },
+        }
+    }
+
+    fn sent(outcome: Outcome) -> Sent {
+        Sent {
+            outcome,
+            started_at: Utc::now(),
+            duration: Duration::from_millis(120),
+        }
+    }
+
+    #[test]
+    fn a_retry_records_the_failure_and_when_it_comes_back() {
+        let sent = sent(Outcome::Failed {
+            status: Some(503),
+            error: "HTTP 503".into(),
+            retry_after: None,
+        });
+        let after = Duration::from_secs(300);
+        let done = finished(received(2), &sent, &Decision::Retry { after });
+        let attempt = done.attempt.expect("attempt recorded");
+        let outcome = done.outcome.expect("outcome recorded");
+        assert_eq!(attempt.attempt, 2);
+        assert_eq!(attempt.response_status, Some(503));
+        assert_eq!(attempt.duration_ms, 120);
+        assert_eq!(outcome.status, EventStatus::Failed);
+        assert_eq!(outcome.attempts, 2);
+        assert_eq!(outcome.last_error.as_deref(), Some("HTTP 503"));
+        let due = outcome.next_retry_at.expect("next retry") - sent.started_at;
+        assert_eq!(due.num_milliseconds(), 300_120);
+        assert!(done.disable_webhook.is_none());
+    }
+
+    #[test]
+    fn a_gone_endpoint_is_disabled_and_a_success_clears_the_error() {
+        let gone = Decision::DeadLetter {
+            reason: "gone".into(),
+            disable_webhook: true,
+        };
+        let done = finished(received(1), &sent(Outcome::Gone), &gone);
+        let org = done.received.entry.event.organization_id;
+        assert_eq!(done.disable_webhook, Some((org, "gone".into())));
+        assert_eq!(done.outcome.unwrap().status, EventStatus::DeadLetter);
+
+        let delivered = sent(Outcome::Delivered { status: 204 });
+        let done = finished(received(3), &delivered, &Decision::Delivered);
+        let outcome = done.outcome.unwrap();
+        assert_eq!(outcome.status, EventStatus::Delivered);
+        assert!(outcome.last_error.is_none() && outcome.next_retry_at.is_none());
+        assert!(outcome.delivered_at.is_some());
+        assert_eq!(done.attempt.unwrap().response_status, Some(204));
+    }
+}
