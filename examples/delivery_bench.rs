@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use triggers_api::config::{Config, Role};
+use triggers_api::config::{Config, Environment, Role};
 
 #[derive(Default)]
 struct Arrivals {
@@ -82,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.role = Role::All;
     config.allow_private_webhooks = true;
+    // A local benchmark: no encryption key to manage, organizations made freely.
+    config.security.environment = Environment::Development;
+    config.security.allow_open_signup = true;
     config.redis_prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let listener = TcpListener::bind(config.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -14,4 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/dev-deps.sh
 source scripts/dev-deps.sh
 
+# A developer's machine: the public development key seals webhook secrets
+# and anyone may create an organization. Production needs neither setting
+# (and refuses to start without TRIGGERS_SECRET_KEYS).
+export TRIGGERS_ENV="${TRIGGERS_ENV:-development}"
+export TRIGGERS_ALLOW_OPEN_SIGNUP="${TRIGGERS_ALLOW_OPEN_SIGNUP:-true}"
+
 exec cargo run --release --bin triggers-api -- serve "$@"

@@ -131,8 +131,11 @@ PYEOF
 python3 "$STACK/receiver.py" "$HOOK_PORT" "$STACK/received.txt" 2>"$STACK/receiver.log" &
 PIDS+=($!)
 
+# Production mode, as deployed: one encryption key shared by every process.
+SECRET_KEYS="$("$TRIGGERS_BIN" new-secret-key --id stack)"
 start_service() { # name role port
     TRIGGERS_LISTEN="127.0.0.1:$3" \
+        TRIGGERS_SECRET_KEYS="$SECRET_KEYS" \
         TRIGGERS_CONSUMER_NAME="$1-$RUN_ID" \
         TRIGGERS_REDIS_PREFIX="$RUN_ID" \
         TRIGGERS_ADMIN_TOKEN="$ADMIN_TOKEN" \

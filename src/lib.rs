@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod sealing;
 pub mod shutdown;
 pub mod store;
 pub mod streams;
@@ -21,13 +22,16 @@ pub mod workers;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Authenticator,
-    config::Config,
+    auth::{
+        Authenticator, Guards,
+        failures::{FailureLimits, Failures},
+        hasher::Hasher,
+    },
+    config::{Config, Environment},
     events::Events,
     http::{AppState, Services},
     ratelimit::RateLimiter,
@@ -50,25 +54,46 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let sealer = Arc::new(sealer(&config)?);
+    announce_sign_up(&config);
     let store = Store::connect(&config.database.database_url, config.db_pool_size)
         .await
-        .context("cannot connect to Postgres (DATABASE_URL)")?;
-    if config.migrate {
-        store.migrate().await?;
-    }
-    let pool = redis::connect_pool(&config.redis_url, config.redis_pool_size)
-        .await
-        .context("cannot connect to Redis (REDIS_URL)")?;
+        .context("cannot connect to Postgres (DATABASE_URL)")?
+        .with_sealer(sealer);
+    store.prepare(config.migrate).await?;
+    let pool = redis::connect_pool_bounded(
+        &config.redis_url,
+        config.redis_pool_size,
+        config.outages.redis_command_timeout,
+    )
+    .await
+    .context("cannot connect to Redis (REDIS_URL)")?;
     redis::check_eviction_policy(&pool).await?;
 
     let keys = Keys::new(&config.redis_prefix, config.stream_shards);
     let unarchived = Unarchived::new(pool.clone(), keys.clone());
     let retries = RetryQueue::new(pool.clone(), keys.clone());
+    let limits = &config.auth_limits;
+    let guards = Guards {
+        hasher: Hasher::start(limits.hash_threads, limits.hash_queue)
+            .context("cannot start the key hashing threads")?,
+        failures: Failures::new(
+            pool.clone(),
+            keys.clone(),
+            FailureLimits {
+                per_prefix: limits.failures_per_prefix,
+                per_address: limits.failures_per_address,
+                window: limits.failure_window,
+            },
+        ),
+        verified_ttl: limits.verified_ttl,
+    };
     let auth = Authenticator::new(
         store.clone(),
         pool.clone(),
         keys.clone(),
         config.key_cache_ttl,
+        guards,
     );
     let tasks = TaskTracker::new();
 
@@ -112,6 +137,7 @@ pub async fn run(
             Settings {
                 batch: config.archive_batch.max(1),
                 claim_after: config.visibility_timeout,
+                store_retry_max: config.outages.store_retry_max,
             },
         );
         tasks.spawn(archiver.run(shutdown.clone()));
@@ -121,6 +147,7 @@ pub async fn run(
             claim_after: config
                 .visibility_timeout
                 .max(config.webhook_timeout + Duration::from_secs(5)),
+            store_retry_max: config.outages.store_retry_max,
         };
         let worker = DeliveryWorker::new(
             store.clone(),
@@ -146,16 +173,14 @@ pub async fn run(
     });
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "listening");
-    // Answers are small and latency-bound: send them at once, not when
-    // Nagle's algorithm decides to.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    http::server::serve(
+        listener,
+        http::router(state),
+        &config.http_limits,
+        shutdown.clone(),
+        config.shutdown_timeout,
+    )
+    .await;
 
     if tokio::time::timeout(config.shutdown_timeout, tasks.wait())
         .await
@@ -166,4 +191,47 @@ pub async fn run(
     let _ = fred::interfaces::ClientLike::quit(&pool).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The keys sealing webhook secrets. Production refuses to start without
+/// one; development falls back to a publicly known key, loudly.
+fn sealer(config: &Config) -> anyhow::Result<sealing::Sealer> {
+    // Empty counts as unset: compose files pass `${VAR:-}` through.
+    let spec = config
+        .security
+        .secret_keys
+        .as_ref()
+        .filter(|s| !s.expose().trim().is_empty());
+    match (spec, config.security.environment) {
+        (Some(spec), _) => {
+            sealing::Sealer::from_spec(spec.expose()).context("TRIGGERS_SECRET_KEYS is invalid")
+        }
+        (None, Environment::Development) => {
+            tracing::warn!(
+                "no TRIGGERS_SECRET_KEYS: webhook secrets are sealed with the public development \
+                 key (acceptable only because TRIGGERS_ENV=development)"
+            );
+            Ok(sealing::Sealer::development())
+        }
+        (None, Environment::Production) => anyhow::bail!(
+            "TRIGGERS_SECRET_KEYS is required in production: it encrypts webhook signing secrets \
+             at rest. Make a key with `triggers-api new-secret-key` and pass the line it prints \
+             as TRIGGERS_SECRET_KEYS (from a secret store), or set TRIGGERS_ENV=development on a \
+             machine of your own"
+        ),
+    }
+}
+
+/// Says at startup who may create organizations.
+fn announce_sign_up(config: &Config) {
+    match (&config.admin_token, config.security.allow_open_signup) {
+        (Some(_), _) => tracing::info!("sign-up: creating organizations requires the admin token"),
+        (None, true) => tracing::warn!(
+            "sign-up: OPEN, anyone can create organizations (TRIGGERS_ALLOW_OPEN_SIGNUP=true)"
+        ),
+        (None, false) => tracing::info!(
+            "sign-up: closed (set TRIGGERS_ADMIN_TOKEN to create organizations with a token, \
+             or TRIGGERS_ALLOW_OPEN_SIGNUP=true to let anyone)"
+        ),
+    }
 }

@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
     config::{Cli, Command, Config, DatabaseArgs},
+    sealing::Sealer,
     shutdown,
     store::Store,
     telemetry,
@@ -18,6 +19,10 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
+        Command::NewSecretKey { id } => {
+            println!("{}", Sealer::new_key_spec(&id));
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

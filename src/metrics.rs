@@ -21,6 +21,10 @@ pub const DELIVERIES_IN_FLIGHT: &str = "triggers_deliveries_in_flight";
 pub const DELIVERIES_DEFERRED: &str = "triggers_deliveries_deferred_total";
 pub const RETRIES_SCHEDULED: &str = "triggers_retries_scheduled";
 pub const DEAD_LETTERS: &str = "triggers_dead_letters_total";
+pub const AUTH_KEY_HASHES: &str = "triggers_auth_key_hashes_total";
+pub const AUTH_REFUSED: &str = "triggers_auth_refused_total";
+pub const HTTP_CONNECTIONS_OPEN: &str = "triggers_http_connections_open";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "triggers_http_connections_refused_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -141,6 +145,26 @@ const CATALOGUE: &[(&str, Kind, &str)] = &[
         DEAD_LETTERS,
         Kind::Counter,
         "Events dead-lettered after their last attempt",
+    ),
+    (
+        AUTH_KEY_HASHES,
+        Kind::Counter,
+        "argon2 computations of API keys, by purpose (verify, generate)",
+    ),
+    (
+        AUTH_REFUSED,
+        Kind::Counter,
+        "Key checks refused without hashing, by reason (busy, prefix_failures, address_failures)",
+    ),
+    (
+        HTTP_CONNECTIONS_OPEN,
+        Kind::Gauge,
+        "Client connections open in this process",
+    ),
+    (
+        HTTP_CONNECTIONS_REFUSED,
+        Kind::Counter,
+        "Client connections closed on accept because the connection limit was reached",
     ),
 ];
 

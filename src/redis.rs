@@ -33,6 +33,12 @@ impl From<fred::error::Error> for RedisError {
 
 /// Builds an unconnected client configuration from a URL.
 fn builder(url: &str) -> Result<Builder, RedisError> {
+    builder_with_timeout(url, Duration::from_secs(10))
+}
+
+/// Like [`builder`], failing each command that has not been answered
+/// within `command_timeout` (queued during a reconnect included).
+fn builder_with_timeout(url: &str, command_timeout: Duration) -> Result<Builder, RedisError> {
     let config = Config::from_url(url)?;
     let mut builder = Builder::from_config(config);
     builder
@@ -41,7 +47,7 @@ fn builder(url: &str) -> Result<Builder, RedisError> {
             c.internal_command_timeout = Duration::from_secs(5);
         })
         .with_performance_config(|p| {
-            p.default_command_timeout = Duration::from_secs(10);
+            p.default_command_timeout = command_timeout;
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
     Ok(builder)
@@ -50,6 +56,19 @@ fn builder(url: &str) -> Result<Builder, RedisError> {
 /// A pool for request-path commands; fails at once when Redis is unreachable.
 pub async fn connect_pool(url: &str, size: usize) -> Result<Pool, RedisError> {
     let pool = builder(url)?.build_pool(size.max(1))?;
+    pool.init().await?;
+    Ok(pool)
+}
+
+/// A pool for the request path whose commands fail after `command_timeout`
+/// while Redis is unreachable, so a client gets a prompt 503 instead of a
+/// request held until Redis returns.
+pub async fn connect_pool_bounded(
+    url: &str,
+    size: usize,
+    command_timeout: Duration,
+) -> Result<Pool, RedisError> {
+    let pool = builder_with_timeout(url, command_timeout)?.build_pool(size.max(1))?;
     pool.init().await?;
     Ok(pool)
 }
@@ -171,6 +190,11 @@ impl Keys {
     /// A verified API key, by the SHA-256 digest of the key.
     pub fn api_key(&self, digest_hex: &str) -> String {
         format!("{}:apikey:{digest_hex}", self.prefix)
+    }
+
+    /// Failed key verifications of one key prefix or client address.
+    pub fn auth_failures(&self, kind: &str, subject: &str) -> String {
+        format!("{}:authfail:{kind}:{subject}", self.prefix)
     }
 
     /// Channel on which key revocations are announced to every replica.

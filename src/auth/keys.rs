@@ -26,13 +26,21 @@ pub struct NewKey {
 #[error("cannot hash API key: {0}")]
 pub struct HashError(String);
 
-pub fn generate() -> Result<NewKey, HashError> {
+/// A new key's plaintext and its lookup part.
+pub fn new_plaintext() -> (String, String) {
     let mut lookup = [0u8; 8];
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut lookup);
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let lookup = hex::encode(lookup);
     let plaintext = format!("{KEY_PREFIX}{lookup}_{}", URL_SAFE_NO_PAD.encode(secret));
+    (plaintext, lookup)
+}
+
+/// A key hashed with a fresh buffer; the service hashes through
+/// [`super::hasher::Hasher`] instead, which reuses its memory.
+pub fn generate() -> Result<NewKey, HashError> {
+    let (plaintext, lookup) = new_plaintext();
     let salt = SaltString::generate(&mut OsRng);
     let hash = Argon2::default()
         .hash_password(plaintext.as_bytes(), &salt)

@@ -1,17 +1,29 @@
 //! Who is calling: API key verification behind two caches.
 //!
 //! A presented key is looked up by its SHA-256 digest, first in this
-//! process's memory (seconds), then in Redis (minutes), and only then in
-//! Postgres, where the argon2id hash is checked. So argon2 runs once per key
-//! per cache lifetime, never per request. Rotating a key overwrites its
-//! Redis entry with a rejection and announces the digest on a pub/sub
+//! process's memory (a second), then in Redis (a day by default), and only
+//! then in Postgres, where the argon2id hash is checked. So argon2 runs once
+//! per key per Redis lifetime, never per request. Rotating a key overwrites
+//! its Redis entry with a rejection and announces the digest on a pub/sub
 //! channel; every replica drops it from memory at once, and drops everything
 //! after a reconnect, since it may have missed announcements meanwhile. The
 //! memory TTL (a second) bounds the rest.
+//!
+//! The Redis lifetime is long because nothing but rotation makes a verified
+//! key invalid, and rotation is explicit: a short lifetime would only buy
+//! more argon2 (a core per ~20 re-verifications a second) and, during a
+//! flood against a prefix, lock the real owner out once the entry expired.
+//!
+//! What reaches argon2 is bounded: a few hashing threads with a short queue
+//! ([`hasher`]), and a count of failed verifications per key prefix and
+//! per client address ([`failures`]) past which a miss is refused unhashed.
 
+pub mod failures;
+pub mod hasher;
 pub mod keys;
 
 use std::{
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,14 +36,20 @@ use moka::future::Cache;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use self::{
+    failures::{Exceeded, Failures},
+    hasher::{HashError, Hasher},
+};
 use crate::{
     domain::OrgContext,
+    metrics::AUTH_REFUSED,
     redis::{Keys, RedisError},
     store::{Store, StoreError},
 };
 
-/// How long Redis remembers a verified key.
-const REDIS_TTL: Duration = Duration::from_secs(300);
+/// How long Redis remembers a revoked key's rejection: longer than any
+/// replica's memory of it as valid.
+const REVOKED_TTL: Duration = Duration::from_secs(300);
 /// How long a key that failed verification is remembered, so a client
 /// retrying with a revoked key cannot make us run argon2 on every request.
 const REJECTED_TTL: Duration = Duration::from_secs(60);
@@ -43,6 +61,11 @@ pub enum AuthError {
     Missing,
     #[error("invalid API key")]
     Invalid,
+    /// Too many failed verifications of this prefix or from this address.
+    #[error("too many failed key verifications ({})", .0.as_str())]
+    TooManyFailures(Exceeded, Duration),
+    #[error("every key hashing thread is busy")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -60,16 +83,26 @@ enum Cached {
     Rejected,
 }
 
+/// What guards argon2, and how long a verdict is shared.
+#[derive(Clone)]
+pub struct Guards {
+    pub hasher: Hasher,
+    pub failures: Failures,
+    /// How long Redis remembers a verified key.
+    pub verified_ttl: Duration,
+}
+
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
     pool: Pool,
     keys: Keys,
     local: Cache<[u8; 32], Cached>,
+    guards: Guards,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, pool: Pool, keys: Keys, local_ttl: Duration) -> Self {
+    pub fn new(store: Store, pool: Pool, keys: Keys, local_ttl: Duration, guards: Guards) -> Self {
         let local = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(local_ttl)
@@ -79,20 +112,41 @@ impl Authenticator {
             pool,
             keys,
             local,
+            guards,
         }
+    }
+
+    /// Hashes a new key on the bounded hashing threads.
+    pub async fn new_key(&self) -> Result<keys::NewKey, AuthError> {
+        self.guards
+            .hasher
+            .generate()
+            .await
+            .map_err(|err| match err {
+                HashError::Busy => {
+                    metrics::counter!(AUTH_REFUSED, "reason" => "busy").increment(1);
+                    AuthError::Busy
+                }
+                other => AuthError::Internal(other.to_string()),
+            })
     }
 
     /// The organization `presented` belongs to, or `AuthError::Invalid`.
     /// Concurrent first requests with the same key share one lookup, so a
-    /// burst of them runs argon2 once, not once each.
-    pub async fn authenticate(&self, presented: &str) -> Result<Arc<OrgContext>, AuthError> {
+    /// burst of them runs argon2 once, not once each. `client` is the
+    /// caller's address, for counting its failures.
+    pub async fn authenticate(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<OrgContext>, AuthError> {
         let digest = keys::digest(presented);
         let loaded = AtomicBool::new(false);
         let cached = self
             .local
             .try_get_with(digest, async {
                 loaded.store(true, Ordering::Relaxed);
-                self.load(digest, presented).await
+                self.load(digest, presented, client).await
             })
             .await
             .map_err(AuthError::Shared)?;
@@ -106,7 +160,12 @@ impl Authenticator {
     }
 
     /// Redis, then Postgres and argon2; the outcome is shared through Redis.
-    async fn load(&self, digest: [u8; 32], presented: &str) -> Result<Cached, AuthError> {
+    async fn load(
+        &self,
+        digest: [u8; 32],
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Cached, AuthError> {
         let redis_key = self.keys.api_key(&hex::encode(digest));
         let shared: Option<String> = self.pool.get(&redis_key).await.map_err(RedisError::from)?;
         if let Some(shared) = shared {
@@ -117,10 +176,10 @@ impl Authenticator {
             });
         }
         metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
-        let (value, ttl, cached) = match self.verify_in_store(presented).await? {
+        let (value, ttl, cached) = match self.verify_in_store(presented, client).await? {
             Some(org) => (
                 serde_json::to_string(&org).map_err(|e| AuthError::Internal(e.to_string()))?,
-                REDIS_TTL,
+                self.guards.verified_ttl,
                 Cached::Valid(org),
             ),
             None => (REJECTED.to_owned(), REJECTED_TTL, Cached::Rejected),
@@ -132,7 +191,7 @@ impl Authenticator {
             .set(
                 &redis_key,
                 value,
-                Some(Expiration::EX(ttl.as_secs() as i64)),
+                Some(Expiration::EX(ttl.as_secs().max(1) as i64)),
                 Some(SetOptions::NX),
                 false,
             )
@@ -151,23 +210,44 @@ impl Authenticator {
         )
     }
 
-    async fn verify_in_store(&self, presented: &str) -> Result<Option<Arc<OrgContext>>, AuthError> {
+    /// Checks the key against Postgres and argon2, unless its prefix or
+    /// the client has failed too often lately; a failure is counted.
+    async fn verify_in_store(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<Arc<OrgContext>>, AuthError> {
+        // Malformed keys cost nothing to refuse, so they are not counted.
         let Some(lookup) = keys::lookup_of(presented) else {
             return Ok(None);
         };
-        let Some(credentials) = self.store.key_credentials(lookup).await? else {
-            return Ok(None);
-        };
-        let key = presented.to_owned();
-        let hash = credentials.key_hash.clone();
-        // argon2 is deliberately slow: keep it off the async workers.
-        let matches = tokio::task::spawn_blocking(move || keys::verify(&key, &hash))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
-        if !matches {
-            return Ok(None);
+        let failures = &self.guards.failures;
+        if let Some(exceeded) = failures.exceeded(lookup, client).await? {
+            metrics::counter!(AUTH_REFUSED, "reason" => exceeded.as_str()).increment(1);
+            return Err(AuthError::TooManyFailures(exceeded, failures.window()));
         }
-        Ok(Some(Arc::new(credentials.context())))
+        let verified = match self.store.key_credentials(lookup).await? {
+            Some(credentials) => {
+                let matches = self
+                    .guards
+                    .hasher
+                    .verify(presented, &credentials.key_hash)
+                    .await
+                    .map_err(|err| match err {
+                        HashError::Busy => {
+                            metrics::counter!(AUTH_REFUSED, "reason" => "busy").increment(1);
+                            AuthError::Busy
+                        }
+                        other => AuthError::Internal(other.to_string()),
+                    })?;
+                matches.then(|| Arc::new(credentials.context()))
+            }
+            None => None,
+        };
+        if verified.is_none() {
+            failures.record(lookup, client).await?;
+        }
+        Ok(verified)
     }
 
     /// Makes `presented` fail on every replica: records the rejection in
@@ -182,7 +262,9 @@ impl Authenticator {
             .set(
                 self.keys.api_key(&digest_hex),
                 REJECTED,
-                Some(Expiration::EX(REDIS_TTL.as_secs() as i64)),
+                Some(Expiration::EX(
+                    REVOKED_TTL.max(self.guards.verified_ttl).as_secs() as i64,
+                )),
                 None,
                 false,
             )

@@ -24,6 +24,11 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
+    Forbidden(&'static str),
+    /// Too many failed key verifications from this prefix or address.
+    #[error("too many failed attempts, retry later")]
+    TooManyFailures { retry_after: std::time::Duration },
+    #[error("{0}")]
     NotFound(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -40,6 +45,11 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("rate limit exceeded")]
     RateLimited(RateLimit),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// Our own capacity is used up (not a dependency): retry shortly.
+    #[error("server busy, retry shortly")]
+    Busy,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -58,6 +68,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Duplicate { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -73,6 +87,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyFailures { .. } => "too_many_failures",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::Busy => "busy",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Duplicate { .. } => "duplicate",
@@ -98,9 +116,26 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %detail, "internal error");
                 "internal error".to_owned()
             }
+            // The client's doing, not ours: worth a line, not an alert.
+            ApiError::BodyTimeout => {
+                tracing::info!("client too slow sending its request body");
+                self.to_string()
+            }
+            ApiError::Busy => {
+                tracing::warn!("key hashing capacity exhausted; request refused");
+                self.to_string()
+            }
             other => other.to_string(),
         };
+        let retry_after = match &self {
+            ApiError::Unavailable(_) | ApiError::Busy => Some(1),
+            ApiError::TooManyFailures { retry_after } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
         let mut body = json!({ "error": message, "code": self.code() });
+        if let Some(seconds) = retry_after {
+            body["retry_after_seconds"] = json!(seconds);
+        }
         let mut limit = None;
         match self {
             ApiError::Duplicate {
@@ -119,6 +154,11 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -187,6 +227,10 @@ impl From<&AuthError> for ApiError {
                 "missing API key: send it in the X-API-Key header (or Authorization: Bearer)",
             ),
             AuthError::Invalid => ApiError::Unauthorized("invalid or revoked API key"),
+            AuthError::TooManyFailures(_, window) => ApiError::TooManyFailures {
+                retry_after: *window,
+            },
+            AuthError::Busy => ApiError::Busy,
             AuthError::Store(e) => e.into(),
             AuthError::Redis(e) => e.into(),
             AuthError::Internal(e) => ApiError::Internal(e.clone()),
@@ -248,6 +292,20 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+            (AuthError::Busy.into(), StatusCode::SERVICE_UNAVAILABLE),
+            (
+                AuthError::TooManyFailures(
+                    crate::auth::failures::Exceeded::Prefix,
+                    std::time::Duration::from_secs(60),
+                )
+                .into(),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (ApiError::BodyTimeout, StatusCode::REQUEST_TIMEOUT),
+            (
+                ApiError::Forbidden("sign-up is closed"),
+                StatusCode::FORBIDDEN,
+            ),
             (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED),
             (
                 ApiError::bad_request("malformed_json", "x"),
@@ -271,6 +329,15 @@ mod tests {
         let body = body_text(response);
         assert!(!body.contains("hunter2"), "{body}");
         assert!(body.contains(r#""code":"internal""#), "{body}");
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry() {
+        for err in [ApiError::Unavailable("redis".into()), ApiError::Busy] {
+            let response = err.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
     }
 
     fn body_text(response: Response) -> String {

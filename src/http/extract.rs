@@ -1,11 +1,14 @@
 //! Extractors: authentication, rate limiting and bodies that fail with our
 //! error shape instead of axum's plain-text rejections.
 
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -28,6 +31,27 @@ fn presented_key(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The client's address: the last one in `header` when a trusted proxy
+/// appends it there, else the connection's peer.
+fn client_address(parts: &Parts, header: Option<&str>) -> Option<IpAddr> {
+    if let Some(name) = header {
+        // The proxy appends the address it saw; earlier entries are the
+        // client's own claims, which anyone can forge.
+        return parts
+            .headers
+            .get_all(name)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
 /// An authenticated caller: the organization it acts for, and the key it
 /// presented. Routes taking it do their own rate limiting (ingestion does it
 /// in the same Redis round trip as the enqueue).
@@ -43,7 +67,8 @@ impl FromRequestParts<AppState> for Caller {
         let presented = presented_key(parts)
             .filter(|k| !k.is_empty())
             .ok_or(AuthError::Missing)?;
-        let org = state.auth.authenticate(presented).await?;
+        let client = client_address(parts, state.config.http_limits.client_ip_header.as_deref());
+        let org = state.auth.authenticate(presented, client).await?;
         tracing::Span::current().record(
             "organization_id",
             tracing::field::display(org.organization_id),
@@ -82,15 +107,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::bad_request("unreadable_body", rejection.body_text())
-            }
-        })?;
+        let limit = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(BodyTimeout::DEFAULT, |t| t.0);
+        let read = Bytes::from_request(req, state);
+        let bytes = tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::bad_request("unreadable_body", rejection.body_text())
+                }
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// How long a request's body may take to arrive, put on each request by
+/// the server (the extractor is generic over state, so it cannot read the
+/// configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+impl BodyTimeout {
+    const DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

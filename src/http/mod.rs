@@ -11,6 +11,7 @@ mod extract;
 mod headers;
 mod middleware;
 mod routes;
+pub mod server;
 
 use std::sync::Arc;
 

@@ -72,7 +72,7 @@ impl Store {
         &self,
         organizations: &[Uuid],
     ) -> Result<Vec<WebhookTarget>, StoreError> {
-        Ok(sqlx::query_as(
+        let sealed: Vec<WebhookTarget> = sqlx::query_as(
             "SELECT id AS organization_id, webhook_url, webhook_secret, webhook_secret_previous,
                     webhook_secret_rotated_at
              FROM organizations
@@ -81,7 +81,19 @@ impl Store {
         )
         .bind(organizations)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        let sealer = self.sealer()?;
+        sealed
+            .into_iter()
+            .map(|mut target| {
+                let row = target.organization_id.as_bytes().to_vec();
+                target.webhook_secret = sealer.open(&target.webhook_secret, &row)?;
+                if let Some(previous) = &target.webhook_secret_previous {
+                    target.webhook_secret_previous = Some(sealer.open(previous, &row)?);
+                }
+                Ok(target)
+            })
+            .collect()
     }
 
     /// Sets the webhook URL and (re-)enables it; creates the signing secret
@@ -92,7 +104,9 @@ impl Store {
         url: &str,
         new_secret: &str,
     ) -> Result<String, StoreError> {
-        Ok(sqlx::query_scalar(
+        let sealer = self.sealer()?;
+        let row = organization_id.as_bytes();
+        let stored: String = sqlx::query_scalar(
             "UPDATE organizations SET webhook_url = $2, webhook_enabled = TRUE,
                     webhook_secret = COALESCE(webhook_secret, $3),
                     webhook_disabled_reason = NULL, webhook_updated_at = now()
@@ -100,9 +114,10 @@ impl Store {
         )
         .bind(organization_id)
         .bind(url)
-        .bind(new_secret)
+        .bind(sealer.seal(new_secret, row)?)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(sealer.open(&stored, row)?)
     }
 
     /// Replaces the signing secret, keeping the old one for the grace
@@ -112,6 +127,9 @@ impl Store {
         organization_id: Uuid,
         new_secret: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sealed = self
+            .sealer()?
+            .seal(new_secret, organization_id.as_bytes())?;
         Ok(sqlx::query_scalar(
             "UPDATE organizations SET webhook_secret_previous = webhook_secret,
                     webhook_secret = $2, webhook_secret_rotated_at = now(), webhook_updated_at = now()
@@ -119,7 +137,7 @@ impl Store {
              RETURNING webhook_secret_rotated_at",
         )
         .bind(organization_id)
-        .bind(new_secret)
+        .bind(sealed)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -6,11 +6,14 @@
 mod deliveries;
 mod events;
 mod organizations;
+mod secrets;
 mod text_enums;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use crate::sealing::{Sealer, SealingError};
 
 pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
 pub use events::{EventRow, InboxPage, InboxQuery};
@@ -28,6 +31,8 @@ pub enum StoreError {
     Query(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(sqlx::migrate::MigrateError),
+    #[error("cannot seal or open a stored secret: {0}")]
+    Sealing(#[from] SealingError),
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
@@ -53,6 +58,8 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Encrypts webhook signing secrets; without one they cannot be written.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl Store {
@@ -63,7 +70,21 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sealer: None })
+    }
+
+    /// This store, sealing secrets with `sealer`.
+    pub fn with_sealer(self, sealer: Arc<Sealer>) -> Self {
+        Self {
+            sealer: Some(sealer),
+            ..self
+        }
+    }
+
+    fn sealer(&self) -> Result<&Sealer, StoreError> {
+        self.sealer
+            .as_deref()
+            .ok_or(StoreError::Sealing(SealingError::NoKey))
     }
 
     /// Applies pending migrations. Replicas starting together are
@@ -71,6 +92,14 @@ impl Store {
     /// lock is taken only after it creates its bookkeeping table, and two
     /// concurrent `CREATE TABLE IF NOT EXISTS` can still collide.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.prepare(true).await
+    }
+
+    /// Under the migration lock: applies migrations when `migrate`, then
+    /// (with a sealer) encrypts secrets still in plaintext or sealed with an
+    /// older key. SQL alone cannot encrypt, so this runs at every start; one
+    /// replica does the work and the others find nothing left to do.
+    pub async fn prepare(&self, migrate: bool) -> Result<(), StoreError> {
         // Any constant shared by every replica; "trig" in ASCII.
         const LOCK: i64 = 0x7472_6967;
         let mut conn = self.pool.acquire().await?;
@@ -78,12 +107,21 @@ impl Store {
             .bind(LOCK)
             .execute(&mut *conn)
             .await?;
-        let migrated = MIGRATOR.run_direct(&mut *conn).await;
+        let prepared = async {
+            if migrate {
+                MIGRATOR.run_direct(&mut *conn).await?;
+            }
+            if let Some(sealer) = &self.sealer {
+                secrets::reseal_all(&mut conn, sealer).await?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK)
             .execute(&mut *conn)
             .await;
-        migrated?;
+        prepared?;
         unlocked?;
         Ok(())
     }

@@ -4,7 +4,11 @@
 //! from the index of unarchived events, and only then acknowledged. A crash
 //! anywhere in between leaves the entries pending; they are taken over
 //! after the visibility timeout and archived once, since the insert is
-//! idempotent on the event id.
+//! idempotent on the event id. While Postgres is unreachable the archiver
+//! keeps the batch in hand and retries it with a short back-off, so the
+//! backlog moves as soon as Postgres answers, not a visibility timeout later.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +29,12 @@ pub struct Archiver {
     unarchived: Unarchived,
     consumer: Consumer,
     settings: Settings,
+    /// Cancelled at shutdown, to stop waiting for Postgres.
+    stopping: CancellationToken,
 }
+
+/// The first pause before retrying a write Postgres could not take.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 impl Archiver {
     pub fn new(
@@ -39,11 +48,13 @@ impl Archiver {
             unarchived,
             consumer,
             settings,
+            stopping: CancellationToken::new(),
         }
     }
 
     /// Archives entries as they arrive, until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.stopping = shutdown.clone();
         tracing::info!(consumer = self.consumer.name(), "archiver started");
         consume(&self.consumer, &self, self.settings, &shutdown).await;
         tracing::info!(consumer = self.consumer.name(), "archiver stopped");
@@ -54,7 +65,7 @@ impl Archiver {
             return Ok(());
         }
         let events: Vec<&EventRecord> = batch.iter().map(|r| &r.entry.event).collect();
-        let archived = match self.store.insert_events(&events).await {
+        let archived = match self.insert_retrying(&events).await {
             Ok(_) => batch,
             // One row Postgres refuses fails the whole statement: archive
             // the others one by one rather than let it hold them all back.
@@ -76,6 +87,27 @@ impl Archiver {
         }
         metrics::counter!(EVENTS_ARCHIVED).increment(archived.len() as u64);
         Ok(())
+    }
+
+    /// Inserts `events`, waiting out an unreachable Postgres (until
+    /// shutdown) with a back-off capped at `store_retry_max`.
+    async fn insert_retrying(&self, events: &[&EventRecord]) -> Result<(), StoreError> {
+        let mut pause = FIRST_RETRY;
+        loop {
+            match self.store.insert_events(events).await {
+                Ok(_) => return Ok(()),
+                Err(err @ StoreError::Unavailable(_)) => {
+                    metrics::counter!(ARCHIVE_ERRORS).increment(1);
+                    tracing::warn!(error = %err, count = events.len(), "cannot archive; retrying");
+                    tokio::select! {
+                        () = self.stopping.cancelled() => return Err(err),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(self.settings.store_retry_max.max(FIRST_RETRY));
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// The entries Postgres accepts, inserted one at a time. A refused entry

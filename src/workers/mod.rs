@@ -60,6 +60,9 @@ pub struct Settings {
     pub batch: u64,
     /// How long an entry may stay unacknowledged before it is taken over.
     pub claim_after: Duration,
+    /// Longest pause between retries of a Postgres write the handler holds
+    /// while Postgres is unreachable.
+    pub store_retry_max: Duration,
 }
 
 /// Reads and handles entries until `shutdown`. The batch in hand is always

@@ -15,7 +15,8 @@ use crate::{
 fn cluster_config(prefix: &str) -> Config {
     let mut config = test_config(prefix);
     config.redis_url = std::env::var("REDIS_CLUSTER_URL")
-        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:47001".to_owned());
+        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:47001".to_owned())
+        .into();
     // Enough shards that their hash slots land on every node.
     config.stream_shards = 6;
     config.allow_private_webhooks = true;

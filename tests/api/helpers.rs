@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
-    config::{Config, Role},
+    config::{Config, Environment, Role},
     domain::{EventRecord, mint_event_id},
     streams::StreamEntry,
 };
@@ -41,6 +41,9 @@ pub fn test_config(prefix: &str) -> Config {
     config.redis_pool_size = 2;
     config.visibility_timeout = Duration::from_secs(2);
     config.shutdown_timeout = Duration::from_secs(5);
+    // Tests create organizations freely and need no real encryption key.
+    config.security.environment = Environment::Development;
+    config.security.allow_open_signup = true;
     config
 }
 

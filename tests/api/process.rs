@@ -37,6 +37,8 @@ async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
         .env("TRIGGERS_CONSUMER_NAME", format!("{prefix}-{name}"))
         .env("TRIGGERS_DB_POOL_SIZE", "4")
         .env("RUST_LOG", "debug")
+        .env("TRIGGERS_ENV", "development")
+        .env("TRIGGERS_ALLOW_OPEN_SIGNUP", "true")
         .envs(env.iter().copied())
         .stdout(Stdio::from(file.try_clone().expect("log file")))
         .stderr(Stdio::from(file))

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
 use crate::{
-    auth::keys::{self, KEY_PREFIX, NewKey},
+    auth::keys::{self, KEY_PREFIX},
     domain::{MAX_NAME_CHARS, Tier, contains_nul},
     http::{
         AppState,
@@ -43,13 +43,6 @@ struct NewKeyResponse {
     created_at: DateTime<Utc>,
 }
 
-async fn new_key() -> Result<NewKey, ApiError> {
-    tokio::task::spawn_blocking(keys::generate)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
 fn admin_allowed(expected: &str, headers: &HeaderMap) -> bool {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -66,12 +59,15 @@ pub async fn generate(
     headers: HeaderMap,
     JsonBody(request): JsonBody<GenerateRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(token) = &state.config.admin_token {
-        if !admin_allowed(token, &headers) {
+    match &state.config.admin_token {
+        Some(token) if !admin_allowed(token.expose(), &headers) => {
             return Err(ApiError::Unauthorized(
                 "creating organizations requires the admin token (Authorization: Bearer)",
             ));
         }
+        Some(_) => {}
+        None if state.config.security.allow_open_signup => {}
+        None => return Err(ApiError::Forbidden("sign-up is closed on this deployment")),
     }
     let name = request.organization_name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || contains_nul(name) {
@@ -87,7 +83,7 @@ pub async fn generate(
             ))
         })?,
     };
-    let key = new_key().await?;
+    let key = state.auth.new_key().await?;
     let (org, row) = state
         .store
         .create_organization(NewOrganization {
@@ -192,7 +188,7 @@ pub async fn rotate(
     Limited { caller, limit }: Limited,
 ) -> Result<impl IntoResponse, ApiError> {
     let org_id = caller.org.organization_id;
-    let new = new_key().await?;
+    let new = state.auth.new_key().await?;
     let row = state
         .store
         .rotate_key(org_id, caller.org.key_id, &new.lookup, &new.hash)

@@ -16,6 +16,8 @@ use crate::{
 const BATCH: usize = 500;
 /// How long a first outcome waits for company before it is written.
 const LINGER: Duration = Duration::from_millis(20);
+/// Longest pause between retries while Postgres is unreachable, unless set.
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// What a delivery task hands over when it is done with an entry.
 #[derive(Debug)]
@@ -43,6 +45,7 @@ pub struct Recorder {
     store: Store,
     consumer: Consumer,
     rx: mpsc::Receiver<Finished>,
+    retry_max: Duration,
 }
 
 impl Recorder {
@@ -51,7 +54,14 @@ impl Recorder {
             store,
             consumer,
             rx,
+            retry_max: RETRY_MAX,
         }
+    }
+
+    /// Caps the pause between retries while Postgres is unreachable: how
+    /// late outcomes are stored after it returns.
+    pub fn retrying_within(self, retry_max: Duration) -> Self {
+        Self { retry_max, ..self }
     }
 
     /// Runs until every sender is gone and everything received is stored.
@@ -134,14 +144,14 @@ impl Recorder {
         if attempts.is_empty() && outcomes.is_empty() {
             return Ok(());
         }
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Duration::from_millis(50).min(self.retry_max);
         loop {
             match self.store.record_deliveries(&attempts, &outcomes).await {
                 Ok(()) => return Ok(()),
                 Err(err @ StoreError::Unavailable(_)) => {
                     tracing::error!(error = %err, "cannot record delivery outcomes; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(self.retry_max);
                 }
                 Err(err) => return Err(err),
             }

@@ -39,6 +39,9 @@ pub struct Limits {
     /// How long an entry may stay unacknowledged before another worker
     /// takes it: longer than any request may last.
     pub claim_after: Duration,
+    /// Longest pause between retries of an outcome write while Postgres
+    /// is unreachable.
+    pub store_retry_max: Duration,
 }
 
 pub struct DeliveryWorker {
@@ -84,8 +87,11 @@ impl DeliveryWorker {
     /// stores their outcomes before returning.
     pub async fn run(self, shutdown: CancellationToken) {
         let (finished, rx) = mpsc::channel(self.limits.total as usize + READ_BATCH as usize);
-        let recorder =
-            tokio::spawn(Recorder::new(self.store.clone(), self.consumer.clone(), rx).run());
+        let recorder = tokio::spawn(
+            Recorder::new(self.store.clone(), self.consumer.clone(), rx)
+                .retrying_within(self.limits.store_retry_max)
+                .run(),
+        );
         let mover = tokio::spawn(move_due_retries(self.retries.clone(), shutdown.clone()));
         let dispatcher = Dispatcher {
             store: self.store.clone(),
@@ -103,6 +109,7 @@ impl DeliveryWorker {
         let settings = Settings {
             batch: READ_BATCH,
             claim_after: self.limits.claim_after,
+            store_retry_max: self.limits.store_retry_max,
         };
         tracing::info!(consumer = self.consumer.name(), "delivery worker started");
         consume(&self.consumer, &dispatcher, settings, &shutdown).await;
