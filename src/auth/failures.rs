@@ -2,6 +2,11 @@
 //! client address, so every replica refuses a guesser after the same
 //! number of misses, without hashing anything more for it.
 //!
+//! An attempt is counted before it is hashed and forgiven when the key
+//! turns out valid: checking first and counting after would let every
+//! request that passed the check before the first miss was counted hash
+//! too, which under a flood is many more than the limit.
+//!
 //! Only requests that missed both caches are counted or refused: a key its
 //! owner has used recently is answered from the cache and never reaches
 //! this check, so a flood against its prefix does not lock the owner out.
@@ -17,6 +22,13 @@ const COUNT_LUA: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
+";
+
+/// Takes one back, unless the window has ended meanwhile (a DECR then
+/// would create a counter without an expiry).
+const FORGIVE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
 ";
 
 /// Which limit a refused attempt hit.
@@ -47,7 +59,8 @@ pub struct Failures {
     pool: Pool,
     keys: Keys,
     limits: FailureLimits,
-    script: Script,
+    count: Script,
+    forgive: Script,
 }
 
 impl Failures {
@@ -56,7 +69,8 @@ impl Failures {
             pool,
             keys,
             limits,
-            script: Script::from_lua(COUNT_LUA),
+            count: Script::from_lua(COUNT_LUA),
+            forgive: Script::from_lua(FORGIVE_LUA),
         }
     }
 
@@ -80,29 +94,34 @@ impl Failures {
         counters
     }
 
-    /// Which limit, if any, this prefix or address has used up.
-    pub async fn exceeded(
+    /// Counts an attempt against the prefix and the address; says which
+    /// limit, if any, it goes beyond (the attempt must then not be hashed).
+    pub async fn admit(
         &self,
         lookup: &str,
         address: Option<IpAddr>,
     ) -> Result<Option<Exceeded>, RedisError> {
+        let window = Value::from(self.limits.window.as_millis().max(1) as i64);
         // One key at a time: the keys live in different Redis Cluster slots.
         for (key, limit, which) in self.counters(lookup, address) {
-            let count: Option<u64> = self.pool.get(key).await?;
-            if count.is_some_and(|c| c >= u64::from(limit)) {
+            let count: i64 = self
+                .count
+                .evalsha_with_reload(self.pool.next(), vec![key], vec![window.clone()])
+                .await?;
+            if count > i64::from(limit) {
                 return Ok(Some(which));
             }
         }
         Ok(None)
     }
 
-    /// Counts one failed verification against the prefix and the address.
-    pub async fn record(&self, lookup: &str, address: Option<IpAddr>) -> Result<(), RedisError> {
-        let window = Value::from(self.limits.window.as_millis().max(1) as i64);
+    /// Takes back an admitted attempt whose key was valid: using one's own
+    /// key is never a failure.
+    pub async fn forgive(&self, lookup: &str, address: Option<IpAddr>) -> Result<(), RedisError> {
         for (key, _, _) in self.counters(lookup, address) {
             let _: i64 = self
-                .script
-                .evalsha_with_reload(self.pool.next(), vec![key], vec![window.clone()])
+                .forgive
+                .evalsha_with_reload(self.pool.next(), vec![key], Vec::<Value>::new())
                 .await?;
         }
         Ok(())

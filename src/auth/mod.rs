@@ -222,7 +222,7 @@ impl Authenticator {
             return Ok(None);
         };
         let failures = &self.guards.failures;
-        if let Some(exceeded) = failures.exceeded(lookup, client).await? {
+        if let Some(exceeded) = failures.admit(lookup, client).await? {
             metrics::counter!(AUTH_REFUSED, "reason" => exceeded.as_str()).increment(1);
             return Err(AuthError::TooManyFailures(exceeded, failures.window()));
         }
@@ -244,8 +244,8 @@ impl Authenticator {
             }
             None => None,
         };
-        if verified.is_none() {
-            failures.record(lookup, client).await?;
+        if verified.is_some() {
+            failures.forgive(lookup, client).await?;
         }
         Ok(verified)
     }

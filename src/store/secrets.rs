@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::sealing::Sealer;
+use crate::sealing::{Sealer, SealingError};
 
 /// Rows looked at per round, so a large table is resealed in bounded steps.
 const CHUNK: i64 = 500;
@@ -15,6 +15,7 @@ pub(super) async fn reseal_all(
     sealer: &Sealer,
 ) -> Result<u64, StoreError> {
     let mut resealed = 0u64;
+    let mut unreadable = 0u64;
     let mut after = Uuid::nil();
     loop {
         let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
@@ -34,9 +35,23 @@ pub(super) async fn reseal_all(
                 continue;
             }
             let row = id.as_bytes();
-            let reseal = |v: Option<String>| -> Result<Option<String>, StoreError> {
-                v.map(|v| Ok(sealer.seal(&sealer.open(&v, row)?, row)?))
+            let reseal = |v: Option<String>| -> Result<Option<String>, SealingError> {
+                v.map(|v| sealer.seal(&sealer.open(&v, row)?, row))
                     .transpose()
+            };
+            // A row no configured key opens stays as it is: its webhook
+            // cannot be signed until the key is configured again, but every
+            // other organization is served.
+            let (new_current, new_previous) = match (
+                reseal(current.clone()),
+                reseal(previous.clone()),
+            ) {
+                (Ok(c), Ok(p)) => (c, p),
+                (Err(err), _) | (_, Err(err)) => {
+                    tracing::error!(organization_id = %id, error = %err, "cannot reseal a webhook secret");
+                    unreadable += 1;
+                    continue;
+                }
             };
             // Only if unchanged since read: a concurrent rotation wins.
             sqlx::query(
@@ -45,8 +60,8 @@ pub(super) async fn reseal_all(
                        AND webhook_secret_previous IS NOT DISTINCT FROM $5",
             )
             .bind(id)
-            .bind(reseal(current.clone())?)
-            .bind(reseal(previous.clone())?)
+            .bind(new_current)
+            .bind(new_previous)
             .bind(current)
             .bind(previous)
             .execute(&mut *conn)
@@ -54,9 +69,10 @@ pub(super) async fn reseal_all(
             resealed += 1;
         }
     }
-    if resealed > 0 {
+    if resealed > 0 || unreadable > 0 {
         tracing::info!(
             resealed,
+            unreadable,
             "webhook signing secrets sealed with the current key"
         );
     }
