@@ -25,7 +25,7 @@ import tempfile
 import yaml
 
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
-SECRET_ENV = {"DATABASE_URL", "REDIS_URL", "TRIGGERS_ADMIN_TOKEN"}
+SECRET_ENV = {"DATABASE_URL", "REDIS_URL", "TRIGGERS_ADMIN_TOKEN", "TRIGGERS_SECRET_KEYS"}
 URL_WITH_SCHEME = re.compile(r"\b(postgres(ql)?|rediss?(-cluster)?)://", re.I)
 RFC1918 = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
@@ -220,7 +220,7 @@ def assert_all(args):
         if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name" \
                 or env.get("TRIGGERS_CONSUMER_NAME", {}).get("value") != "$(POD_NAME)":
             fail(f"{n}: TRIGGERS_CONSUMER_NAME is not the pod name from the downward API")
-        wanted = {"DATABASE_URL", "REDIS_URL"} | ({"TRIGGERS_ADMIN_TOKEN"} if role == "api" else set())
+        wanted = {"DATABASE_URL", "REDIS_URL", "TRIGGERS_SECRET_KEYS"} | ({"TRIGGERS_ADMIN_TOKEN"} if role == "api" else set())
         for key in wanted:
             if "secretKeyRef" not in env.get(key, {}).get("valueFrom", {}):
                 fail(f"{n}: {key} is not taken from a Secret by reference")

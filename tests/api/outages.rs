@@ -26,6 +26,7 @@ async fn with_redis_down_requests_fail_fast_with_503_and_recover_by_themselves()
         let started = Instant::now();
         let response = app.post_event(&org.key, &event).await;
         let took = started.elapsed();
+        eprintln!("answered {} in {took:?} with Redis down", response.status());
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "1");
         let body: Value = response.json().await.unwrap();
