@@ -136,6 +136,7 @@ SECRET_KEYS="$("$TRIGGERS_BIN" new-secret-key --id stack)"
 start_service() { # name role port
     TRIGGERS_LISTEN="127.0.0.1:$3" \
         TRIGGERS_SECRET_KEYS="$SECRET_KEYS" \
+        TRIGGERS_CLIENT_IP_HEADER=x-forwarded-for \
         TRIGGERS_CONSUMER_NAME="$1-$RUN_ID" \
         TRIGGERS_REDIS_PREFIX="$RUN_ID" \
         TRIGGERS_ADMIN_TOKEN="$ADMIN_TOKEN" \
