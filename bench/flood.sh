@@ -26,7 +26,7 @@ post() {
 
 post "$KEY" >/dev/null # the owner's key is in use, hence cached
 echo "before: RSS $(rss) KiB, $(threads) threads"
-FLOOD_PREFIX="${KEY%_*}" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
+FLOOD_PREFIX="${KEY:0:20}" wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
     -s "$BENCH_DIR/flood.lua" "$BASE_URL" >"${TMPDIR:-/tmp}/flood-wrk.txt" &
 WRK=$!
 honest="${TMPDIR:-/tmp}/flood-honest.txt"

@@ -165,12 +165,14 @@ impl Sealer {
         String::from_utf8(plain).map_err(|_| SealingError::Corrupt)
     }
 
+    /// How every value sealed with the current key begins.
+    pub fn current_prefix(&self) -> String {
+        format!("{PREFIX}{}:", self.primary)
+    }
+
     /// Whether `stored` is already sealed with the current key.
     pub fn is_current(&self, stored: &str) -> bool {
-        stored
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(id, _)| id == self.primary)
+        stored.starts_with(&self.current_prefix())
     }
 }
 

@@ -177,3 +177,42 @@ impl<S: Send + Sync> FromRequestParts<S> for EventId {
             .ok_or(ApiError::NotFound("event not found"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)], peer: Option<&str>) -> Parts {
+        let mut request = Request::builder().uri("/");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (mut parts, ()) = request.body(()).expect("request").into_parts();
+        if let Some(peer) = peer {
+            let addr: SocketAddr = peer.parse().expect("socket address");
+            parts.extensions.insert(ConnectInfo(addr));
+        }
+        parts
+    }
+
+    #[test]
+    fn the_client_is_the_peer_or_what_the_trusted_proxy_appended() {
+        let peer = Some("10.0.0.9:5000");
+        let spoofed = [("x-forwarded-for", "1.1.1.1, 203.0.113.7")];
+        assert_eq!(
+            client_address(&parts(&spoofed, peer), None),
+            "10.0.0.9".parse().ok()
+        );
+        // The last entry is the one the proxy added; earlier ones are claims.
+        assert_eq!(
+            client_address(&parts(&spoofed, peer), Some("x-forwarded-for")),
+            "203.0.113.7".parse().ok()
+        );
+        assert_eq!(
+            client_address(&parts(&[], peer), Some("x-forwarded-for")),
+            None
+        );
+    }
+}

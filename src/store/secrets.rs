@@ -17,14 +17,21 @@ pub(super) async fn reseal_all(
     let mut resealed = 0u64;
     let mut unreadable = 0u64;
     let mut after = Uuid::nil();
+    let current = sealer.current_prefix();
     loop {
+        // Only rows needing work come back, so a start with nothing to do
+        // costs one query. (`left` rather than LIKE: `_` in a key id is a
+        // LIKE wildcard.)
         let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT id, webhook_secret, webhook_secret_previous FROM organizations
-             WHERE id > $1 AND (webhook_secret IS NOT NULL OR webhook_secret_previous IS NOT NULL)
+             WHERE id > $1
+               AND (left(webhook_secret, length($3)) <> $3
+                    OR left(webhook_secret_previous, length($3)) <> $3)
              ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(CHUNK)
+        .bind(&current)
         .fetch_all(&mut *conn)
         .await?;
         let Some(last) = rows.last() else { break };
