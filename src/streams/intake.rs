@@ -7,6 +7,7 @@ use crate::{
     domain::{DEDUP_WINDOW_SECS, EventRecord, OrgContext},
     ratelimit::{GCRA_LUA, PERIOD, RateLimit},
     redis::{Keys, RedisError},
+    telemetry::TraceContext,
 };
 
 /// What Redis decided about an event.
@@ -33,11 +34,13 @@ impl Intake {
         Self { pool, keys, script }
     }
 
-    /// Rate-limits, dedups and enqueues one event in a single round trip.
+    /// Rate-limits, dedups and enqueues one event in a single round trip;
+    /// `trace` is stored with it, for the spans of its delivery.
     pub async fn admit(
         &self,
         org: &OrgContext,
         event: &EventRecord,
+        trace: Option<&TraceContext>,
     ) -> Result<(Admission, RateLimit), RedisError> {
         let shard = self.keys.shard_of(org.organization_id);
         let rate_key = self.keys.rate_limit(org.organization_id);
@@ -59,7 +62,7 @@ impl Intake {
             event.id.to_string().into(),
         ];
         args.extend(
-            StreamEntry::new_event_fields(event)
+            StreamEntry::new_event_fields(event, trace)
                 .into_iter()
                 .flat_map(|(name, value)| [Value::from(name), Value::from(value)]),
         );

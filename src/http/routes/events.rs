@@ -25,6 +25,7 @@ use crate::{
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     store::{EventRow, InboxQuery},
     streams::Admission,
+    telemetry::TraceContext,
 };
 
 #[derive(Deserialize)]
@@ -116,7 +117,8 @@ pub async fn ingest(
         payload: event.payload.get().to_owned(),
         created_at,
     };
-    let (admission, limit) = state.intake.admit(&org, &record).await?;
+    let trace = TraceContext::current();
+    let (admission, limit) = state.intake.admit(&org, &record, trace.as_ref()).await?;
     match admission {
         Admission::Accepted => {
             metrics::counter!(EVENTS_ACCEPTED).increment(1);
