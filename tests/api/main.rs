@@ -3,6 +3,7 @@
 
 mod archive;
 mod cluster;
+mod collector;
 mod delivery;
 mod flow;
 mod fuzz;
@@ -12,4 +13,5 @@ mod operations;
 mod process;
 mod receiver;
 mod replicas;
+mod traces;
 mod validation;
