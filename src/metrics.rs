@@ -42,14 +42,14 @@ pub const REDIS_POOL_CONNECTIONS: &str = "triggers_redis_pool_connections";
 pub const REDIS_COMMANDS_QUEUED: &str = "triggers_redis_commands_queued";
 // Written by the `metrics-process` collector, under the names every
 // Prometheus client library uses.
-const PROCESS_CPU: &str = "process_cpu_seconds_total";
-const PROCESS_RSS: &str = "process_resident_memory_bytes";
-const PROCESS_VIRTUAL: &str = "process_virtual_memory_bytes";
-const PROCESS_VIRTUAL_MAX: &str = "process_virtual_memory_max_bytes";
-const PROCESS_OPEN_FDS: &str = "process_open_fds";
-const PROCESS_MAX_FDS: &str = "process_max_fds";
-const PROCESS_START_TIME: &str = "process_start_time_seconds";
-const PROCESS_THREADS: &str = "process_threads";
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL: &str = "process_virtual_memory_bytes";
+pub const PROCESS_VIRTUAL_MAX: &str = "process_virtual_memory_max_bytes";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
+pub const PROCESS_THREADS: &str = "process_threads";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -153,8 +153,6 @@ async fn a_request_and_every_delivery_attempt_of_its_event_are_one_trace() {
     })
     .await;
 
-    for s in collector.spans() { if s.trace_id == trace_id || s.name == "archive batch" { eprintln!("TRACEDUMP {} {:?} trace={} span={} parent={} links={:?} attrs={:?}", s.name, s.kind, s.trace_id, s.span_id, s.parent_span_id, s.links, s.attributes); } }
-    eprintln!("TRACEDUMP caller traceparent {traceparent}");
     // Probes have no spans.
     let probed = collector.spans().into_iter().find(|s| {
         ["/health", "/ready", "/metrics"]
