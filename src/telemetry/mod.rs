@@ -30,6 +30,9 @@ pub use context::{TraceContext, continue_from_headers};
 
 /// The spans exported: this crate's, at info and above, whatever `RUST_LOG` says.
 const TRACED_TARGET: &str = "triggers_api";
+/// Without `RUST_LOG`: our info, and only the warnings of the libraries
+/// (the OpenTelemetry SDK warns there when an export fails).
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,fred=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,opentelemetry_http=warn";
 /// How long shutdown waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,7 +62,7 @@ pub fn init(role: &str) -> Telemetry {
         ))
         .with_filter(
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,fred=warn")),
+                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         );
     let wanted = export::wanted(|name| std::env::var(name).ok());
     let (provider, failure) = match wanted.then(|| export::provider(role)) {

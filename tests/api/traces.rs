@@ -76,8 +76,9 @@ async fn a_request_and_every_delivery_attempt_of_its_event_are_one_trace() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
             ("OTEL_SERVICE_NAME", service.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            // Logs quiet; spans must be exported all the same.
-            ("RUST_LOG", "warn"),
+            // Logs quiet but for delivery attempts; spans must be exported
+            // all the same.
+            ("RUST_LOG", "warn,triggers_api::workers::delivery=info"),
             ("TRIGGERS_ALLOW_PRIVATE_WEBHOOKS", "true"),
             ("TRIGGERS_RETRY_SCHEDULE", "1s"),
             ("TRIGGERS_WEBHOOK_TRACEPARENT", "true"),
@@ -152,6 +153,21 @@ async fn a_request_and_every_delivery_attempt_of_its_event_are_one_trace() {
         })
     })
     .await;
+
+    // Log lines inside a span name its trace and span.
+    let log = std::fs::read_to_string(&process.log).unwrap();
+    let attempt_line = log
+        .lines()
+        .find(|l| l.contains("\"delivery attempt\""))
+        .expect("a delivery attempt is logged");
+    assert!(
+        attempt_line.contains(&format!("\"trace_id\":\"{trace_id}\"")),
+        "{attempt_line}"
+    );
+    assert!(
+        !log.contains("\"request\""),
+        "RUST_LOG=warn still logs request spans"
+    );
 
     // Probes have no spans.
     let probed = collector.spans().into_iter().find(|s| {
