@@ -2,6 +2,7 @@
 //! that `scripts/test.sh` starts (`REDIS_URL`, `DATABASE_URL`).
 
 mod archive;
+mod batch;
 mod cluster;
 mod collector;
 mod delivery;
