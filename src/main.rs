@@ -14,11 +14,16 @@ use triggers_api::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let role = match &cli.command {
+        Command::Serve(config) => config.role.as_str(),
+        Command::Migrate(_) => "migrate",
+    };
+    let telemetry = telemetry::init(role);
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
     };
+    telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

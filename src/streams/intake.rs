@@ -7,6 +7,7 @@ use crate::{
     domain::{DEDUP_WINDOW_SECS, EventRecord, OrgContext},
     ratelimit::{GCRA_LUA, PERIOD, RateLimit},
     redis::{Keys, RedisError},
+    telemetry::TraceContext,
 };
 
 /// What Redis decided about an event.
@@ -41,11 +42,13 @@ impl Intake {
         }
     }
 
-    /// Rate-limits, dedups and enqueues one event in a single round trip.
+    /// Rate-limits, dedups and enqueues one event in a single round trip;
+    /// `trace` is stored with it, for the spans of its delivery.
     pub async fn admit(
         &self,
         org: &OrgContext,
         event: &EventRecord,
+        trace: Option<&TraceContext>,
     ) -> Result<(Admission, RateLimit), RedisError> {
         let shard = self.keys.shard_of(org.organization_id);
         let rate_key = self.keys.rate_limit(org.organization_id);
@@ -67,7 +70,7 @@ impl Intake {
             event.id.to_string().into(),
         ];
         args.extend(
-            StreamEntry::new_event_fields(event)
+            StreamEntry::new_event_fields(event, trace)
                 .into_iter()
                 .flat_map(|(name, value)| [Value::from(name), Value::from(value)]),
         );
@@ -97,10 +100,12 @@ impl Intake {
     /// each all or nothing. `None` items are invalid events: they only count
     /// against the limit. Returns, per item, what Redis decided (`None` for
     /// a counted invalid event) and the allowance after the batch.
+    /// `trace` is stored with every event, as in [`Intake::admit`].
     pub async fn admit_batch(
         &self,
         org: &OrgContext,
         items: &[Option<EventRecord>],
+        trace: Option<&TraceContext>,
     ) -> Result<(Vec<Option<Admission>>, RateLimit), RedisError> {
         let organization_id = org.organization_id;
         let shard = self.keys.shard_of(organization_id);
@@ -123,7 +128,7 @@ impl Intake {
             if let Some(dedup) = &event.dedup_id {
                 keys.push(self.keys.dedup(organization_id, dedup));
             }
-            let fields = StreamEntry::new_event_fields(event);
+            let fields = StreamEntry::new_event_fields(event, trace);
             args.extend([
                 Value::from("v"),
                 Value::from(event.id.to_string()),

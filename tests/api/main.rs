@@ -4,6 +4,7 @@
 mod archive;
 mod batch;
 mod cluster;
+mod collector;
 mod delivery;
 mod flow;
 mod fuzz;
@@ -13,4 +14,5 @@ mod operations;
 mod process;
 mod receiver;
 mod replicas;
+mod traces;
 mod validation;

@@ -24,6 +24,7 @@ use crate::{
     },
     metrics::EVENTS_ACCEPTED,
     streams::Admission,
+    telemetry::TraceContext,
 };
 
 /// Most events in one batch.
@@ -132,7 +133,11 @@ pub async fn ingest_batch(
             }
         }
     }
-    let (admissions, limit) = state.intake.admit_batch(&org, &records).await?;
+    let trace = TraceContext::current();
+    let (admissions, limit) = state
+        .intake
+        .admit_batch(&org, &records, trace.as_ref())
+        .await?;
 
     let mut results = Vec::with_capacity(records.len());
     let mut accepted = 0;

@@ -25,6 +25,7 @@ use crate::{
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     store::{EventRow, InboxQuery},
     streams::Admission,
+    telemetry::TraceContext,
 };
 
 #[derive(Deserialize)]
@@ -122,7 +123,8 @@ pub async fn ingest(
     let record = event.into_record(org.organization_id);
     let (id, created_at) = (record.id, record.created_at);
     tracing::Span::current().record("event_id", tracing::field::display(id));
-    let (admission, limit) = state.intake.admit(&org, &record).await?;
+    let trace = TraceContext::current();
+    let (admission, limit) = state.intake.admit(&org, &record, trace.as_ref()).await?;
     match admission {
         Admission::Accepted => {
             metrics::counter!(EVENTS_ACCEPTED).increment(1);
