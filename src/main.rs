@@ -15,15 +15,22 @@ use triggers_api::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let role = match &cli.command {
+        Command::Serve(config) => config.role.as_str(),
+        Command::Migrate(_) => "migrate",
+        // Before telemetry: stdout must hold the key and nothing else.
+        Command::NewSecretKey { id } => {
+            println!("{}", Sealer::new_key_spec(id));
+            return ExitCode::SUCCESS;
+        }
+    };
+    let telemetry = telemetry::init(role);
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
-        Command::NewSecretKey { id } => {
-            println!("{}", Sealer::new_key_spec(&id));
-            Ok(())
-        }
+        Command::NewSecretKey { .. } => Ok(()),
     };
+    telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

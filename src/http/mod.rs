@@ -74,6 +74,11 @@ pub fn router(state: AppState) -> Router {
             .route("/api/keys", get(routes::keys::info))
             .route("/api/keys/rotate", post(routes::keys::rotate))
             .route("/api/events", post(routes::events::ingest))
+            .route(
+                "/api/events/batch",
+                post(routes::batch::ingest_batch)
+                    .layer(DefaultBodyLimit::max(routes::batch::MAX_BATCH_BYTES)),
+            )
             .route("/api/events/{id}", get(routes::events::get))
             .route("/api/inbox", get(routes::events::inbox))
             .route("/api/ack/{id}", post(routes::events::ack))

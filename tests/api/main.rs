@@ -2,7 +2,9 @@
 //! that `scripts/test.sh` starts (`REDIS_URL`, `DATABASE_URL`).
 
 mod archive;
+mod batch;
 mod cluster;
+mod collector;
 mod delivery;
 mod flow;
 mod fuzz;
@@ -15,4 +17,5 @@ mod process;
 mod receiver;
 mod replicas;
 mod security;
+mod traces;
 mod validation;
