@@ -13,7 +13,7 @@ pub const MAX_NAME_CHARS: usize = 255;
 /// How long a `dedup_id` is remembered.
 pub const DEDUP_WINDOW_SECS: u64 = 24 * 60 * 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Free,
@@ -57,7 +57,7 @@ impl FromStr for Tier {
 }
 
 /// Where an event is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Accepted and waiting for its consumer.
@@ -70,19 +70,32 @@ pub enum EventStatus {
     DeadLetter,
     /// Pulled from the inbox and acknowledged by the consumer.
     Acknowledged,
+    /// Leased more times than allowed without being acknowledged: no longer
+    /// leased, until it is replayed.
+    Quarantined,
 }
 
 impl EventStatus {
-    pub const ALL: [EventStatus; 5] = [
+    pub const ALL: [EventStatus; 6] = [
         EventStatus::Queued,
         EventStatus::Delivered,
         EventStatus::Failed,
         EventStatus::DeadLetter,
         EventStatus::Acknowledged,
+        EventStatus::Quarantined,
     ];
 
     /// What the inbox shows by default: events their consumer has not had yet.
-    pub const UNDELIVERED: [EventStatus; 3] = [
+    pub const UNDELIVERED: [EventStatus; 4] = [
+        EventStatus::Queued,
+        EventStatus::Failed,
+        EventStatus::DeadLetter,
+        EventStatus::Quarantined,
+    ];
+
+    /// The states in which a lease may hand an event out: not consumed yet
+    /// and not quarantined.
+    pub const LEASABLE: [EventStatus; 3] = [
         EventStatus::Queued,
         EventStatus::Failed,
         EventStatus::DeadLetter,
@@ -103,6 +116,7 @@ impl EventStatus {
             EventStatus::Failed => "failed",
             EventStatus::DeadLetter => "dead_letter",
             EventStatus::Acknowledged => "acknowledged",
+            EventStatus::Quarantined => "quarantined",
         }
     }
 }

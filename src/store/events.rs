@@ -20,6 +20,8 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// How many times a lease has handed the event out.
+    pub lease_count: i32,
 }
 
 impl EventRow {
@@ -38,6 +40,7 @@ impl EventRow {
             created_at: event.created_at,
             delivered_at: None,
             acknowledged_at: None,
+            lease_count: 0,
         }
     }
 
@@ -57,7 +60,7 @@ impl EventRow {
 /// The columns of [`EventRow`], as every query returns them.
 pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, \
                                         attempts, last_error, created_at, delivered_at, \
-                                        acknowledged_at";
+                                        acknowledged_at, lease_count";
 
 /// What an accepted event brings to its row, as parallel arrays bound to
 /// `$1`…`$6` and unnested: inserting a batch costs one statement.
@@ -191,7 +194,8 @@ impl Store {
     ) -> Result<Option<EventRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "UPDATE events SET status = $3,
-                    acknowledged_at = COALESCE(acknowledged_at, now()), updated_at = now()
+                    acknowledged_at = COALESCE(acknowledged_at, now()), updated_at = now(),
+                    lease_id = NULL, leased_until = NULL
              WHERE id = $1 AND organization_id = $2
              RETURNING {EVENT_COLUMNS}"
         ))

@@ -5,7 +5,9 @@
 
 mod deliveries;
 mod events;
+mod leases;
 mod organizations;
+mod retention;
 mod text_enums;
 
 use std::time::Duration;
@@ -14,6 +16,7 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
 pub use events::{EventRow, InboxPage, InboxQuery};
+pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -10,6 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, value::RawValue};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
@@ -19,7 +20,7 @@ use crate::{
     },
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody},
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
@@ -27,13 +28,24 @@ use crate::{
     streams::Admission,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewEvent {
+    /// What happened, e.g. `order.created`.
     #[serde(rename = "type")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     event_type: String,
+    /// Refused with 409 when used by another event in the last 24 hours.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
     dedup_id: Option<String>,
-    /// Kept as the client's exact bytes: validated, never re-serialised.
+    /// Any JSON object, stored and delivered exactly as sent; its strings
+    /// may not contain U+0000.
+    // Kept as the client's exact bytes: validated, never re-serialised.
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
 }
 
@@ -69,8 +81,8 @@ impl NewEvent {
     }
 }
 
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
     id: Uuid,
     #[serde(rename = "type")]
     event_type: String,
@@ -85,6 +97,17 @@ fn rejected(reason: &'static str) {
 }
 
 /// `POST /api/events`: 202 once Redis holds the event, with its final id.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    tag = "events",
+    request_body = NewEvent,
+    responses(
+        (status = 202, description = "Stored: the id is the event's for good", body = Accepted),
+        (status = 409, description = "`dedup_id` used in the last 24 hours; `original_id` is that event's", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,13 +163,14 @@ pub async fn ingest(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventView {
     id: Uuid,
     organization_id: Uuid,
     #[serde(rename = "type")]
     event_type: String,
     dedup_id: Option<String>,
+    #[schema(value_type = Object)]
     payload: Value,
     status: EventStatus,
     attempts: i32,
@@ -157,6 +181,8 @@ pub struct EventView {
     delivered_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_opt")]
     acknowledged_at: Option<DateTime<Utc>>,
+    /// How many times a lease has handed the event out.
+    lease_count: i32,
 }
 
 impl From<EventRow> for EventView {
@@ -173,11 +199,20 @@ impl From<EventRow> for EventView {
             created_at: row.created_at,
             delivered_at: row.delivered_at,
             acknowledged_at: row.acknowledged_at,
+            lease_count: row.lease_count,
         }
     }
 }
 
 /// `GET /api/events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/events/{id}",
+    tag = "events",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event", body = EventView)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -187,15 +222,21 @@ pub async fn get(
     Ok((limit, Json(EventView::from(row))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxParams {
+    /// `undelivered` (default: queued, failed, dead_letter, quarantined),
+    /// `all`, or a comma-separated list of statuses.
     status: Option<String>,
+    /// Events per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct InboxResponse {
+#[derive(Serialize, ToSchema)]
+pub struct InboxResponse {
     events: Vec<EventView>,
     next_cursor: Option<String>,
     has_more: bool,
@@ -211,7 +252,7 @@ fn parse_statuses(raw: Option<&str>) -> Result<Vec<EventStatus>, ApiError> {
                 s.trim().parse::<EventStatus>().map_err(|_| {
                     ApiError::Unprocessable(format!(
                         "unknown status `{}`: use undelivered, all, queued, delivered, failed, \
-                         dead_letter or acknowledged (comma-separated)",
+                         dead_letter, acknowledged or quarantined (comma-separated)",
                         s.trim()
                     ))
                 })
@@ -221,6 +262,17 @@ fn parse_statuses(raw: Option<&str>) -> Result<Vec<EventStatus>, ApiError> {
 }
 
 /// `GET /api/inbox`: newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/inbox",
+    tag = "inbox",
+    params(InboxParams),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = InboxResponse),
+        (status = 400, description = "`invalid_cursor`: not a cursor we issued", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn inbox(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -269,6 +321,14 @@ pub async fn inbox(
 }
 
 /// `POST /api/ack/{id}`: the consumer has the event. Idempotent.
+#[utoipa::path(
+    post,
+    path = "/api/ack/{id}",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event, acknowledged", body = EventView)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ack(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,

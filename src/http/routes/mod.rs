@@ -1,6 +1,7 @@
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod leases;
 pub mod webhooks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
