@@ -113,6 +113,11 @@ pub async fn spec() -> impl IntoResponse {
     )
 }
 
+/// The schema of event payloads (see [`payload_schemas`]).
+pub fn payload_ref() -> RefOr<openapi::schema::Schema> {
+    RefOr::Ref(Ref::from_schema_name("Payload"))
+}
+
 /// A browsable page of this document; it loads nothing from elsewhere.
 #[utoipa::path(
     get,
@@ -166,8 +171,67 @@ fn rate_limit_headers() -> [(&'static str, openapi::header::Header); 3] {
     ]
 }
 
+/// Event payloads: any JSON object whose strings and keys hold no U+0000
+/// (Postgres cannot store it), said precisely so generated clients and
+/// contract tests know what is refused.
+fn payload_schemas() -> [(&'static str, serde_json::Value); 2] {
+    let text = serde_json::json!({ "type": "string", "pattern": "^[^\\x00]*$" });
+    let object = serde_json::json!({
+        "type": "object",
+        "propertyNames": text,
+        "additionalProperties": { "$ref": "#/components/schemas/JsonValue" },
+    });
+    [
+        ("Payload", {
+            let mut o = object.clone();
+            o["description"] = "A JSON object; no string or key may contain U+0000".into();
+            o
+        }),
+        (
+            "JsonValue",
+            serde_json::json!({
+                "oneOf": [
+                    { "type": "null" },
+                    { "type": "boolean" },
+                    { "type": "number" },
+                    text,
+                    { "type": "array", "items": { "$ref": "#/components/schemas/JsonValue" } },
+                    object,
+                ]
+            }),
+        ),
+    ]
+}
+
+/// `POST /api/events` answers with the id the event operations take.
+fn event_links() -> impl Iterator<Item = (String, RefOr<openapi::link::Link>)> {
+    [
+        ("GetEvent", "get_api_events_id"),
+        ("AckEvent", "post_api_ack_id"),
+        ("EventAttempts", "get_api_events_id_attempts"),
+        ("ReplayEvent", "post_api_events_id_replay"),
+    ]
+    .into_iter()
+    .map(|(name, operation)| {
+        let link = openapi::link::LinkBuilder::new()
+            .operation_id(operation)
+            .parameter("id", "$response.body#/id")
+            .build();
+        (name.to_owned(), RefOr::T(link))
+    })
+}
+
+/// A stable, unique operation id: `get_api_events_id` for `GET /api/events/{id}`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    format!("{method}_{}", words.join("_"))
+}
+
 impl Conventions {
-    fn operation(path: &str, op: &mut Operation) {
+    fn operation(op: &mut Operation) {
         let authenticated = op.security.as_ref().is_some_and(|s| {
             serde_json::to_string(s).is_ok_and(|json| json.contains(&format!("\"{API_KEY}\"")))
         });
@@ -247,29 +311,39 @@ impl Conventions {
                 }
             }
         }
-        if op.operation_id.is_none() {
-            op.operation_id = Some(path.to_owned());
-        }
     }
 }
 
 impl Modify for Conventions {
     fn modify(&self, api: &mut openapi::OpenApi) {
         for (path, item) in api.paths.paths.iter_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                Self::operation(path, op);
+            for (method, op) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                let Some(op) = op else { continue };
+                // Handler names repeat across modules (`ack`, `get`).
+                op.operation_id = Some(operation_id(method, path));
+                Self::operation(op);
+                if method == "post" && path == "/api/events" {
+                    if let Some(RefOr::T(accepted)) = op.responses.responses.get_mut("202") {
+                        accepted.links.extend(event_links());
+                    }
+                }
             }
         }
         let components = api.components.get_or_insert_with(Default::default);
+        for (name, schema) in payload_schemas() {
+            match serde_json::from_value(schema) {
+                Ok(schema) => {
+                    components.schemas.insert(name.to_owned(), schema);
+                }
+                Err(err) => tracing::error!(error = %err, name, "invalid built-in schema"),
+            }
+        }
         components.add_security_scheme(
             API_KEY,
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
@@ -326,5 +400,17 @@ mod tests {
         );
         assert!(json["paths"]["/health"]["get"]["responses"]["401"].is_null());
         assert!(json["components"]["securitySchemes"]["api_key"].is_object());
+        assert!(json["components"]["schemas"]["JsonValue"].is_object());
+        let mut ids: Vec<&str> = json["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|item| item.as_object().expect("item").values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "operation ids repeat");
     }
 }

@@ -8,6 +8,7 @@ mod flow;
 mod fuzz;
 mod helpers;
 mod isolation;
+mod leases;
 mod operations;
 mod process;
 mod receiver;

@@ -11,17 +11,17 @@ use crate::{
     receiver::{Receiver, slow},
 };
 
-struct Process {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    pub log: std::path::PathBuf,
 }
 
 async fn start(prefix: &str, name: &str) -> Process {
     start_with(prefix, name, &[]).await
 }
 
-async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
+pub async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")

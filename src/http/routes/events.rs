@@ -9,7 +9,7 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, value::RawValue};
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -45,7 +45,7 @@ pub struct NewEvent {
     /// Any JSON object, stored and delivered exactly as sent; its strings
     /// may not contain U+0000.
     // Kept as the client's exact bytes: validated, never re-serialised.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::http::openapi::payload_ref)]
     payload: Box<RawValue>,
 }
 
@@ -170,8 +170,8 @@ pub struct EventView {
     #[serde(rename = "type")]
     event_type: String,
     dedup_id: Option<String>,
-    #[schema(value_type = Object)]
-    payload: Value,
+    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    payload: Box<RawValue>,
     status: EventStatus,
     attempts: i32,
     last_error: Option<String>,
@@ -192,7 +192,10 @@ impl From<EventRow> for EventView {
             organization_id: row.organization_id,
             event_type: row.event_type,
             dedup_id: row.dedup_id,
-            payload: row.payload,
+            // Postgres and the intake only hold valid JSON; `null` rather
+            // than a failed response should that ever not be so.
+            payload: RawValue::from_string(row.payload)
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             status: row.status,
             attempts: row.attempts,
             last_error: row.last_error,
@@ -227,11 +230,15 @@ pub async fn get(
 pub struct InboxParams {
     /// `undelivered` (default: queued, failed, dead_letter, quarantined),
     /// `all`, or a comma-separated list of statuses.
+    #[param(
+        pattern = r"^\s*(undelivered|all|(queued|delivered|failed|dead_letter|acknowledged|quarantined)\s*(,\s*(queued|delivered|failed|dead_letter|acknowledged|quarantined)\s*)*)?\s*$"
+    )]
     status: Option<String>,
     /// Events per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
 }
 

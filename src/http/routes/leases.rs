@@ -23,33 +23,68 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 pub struct LeaseBody {
     /// Most events to lease (1–100, default 10).
-    #[schema(minimum = 1, maximum = 100, default = 10)]
-    limit: Option<u32>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 100, default = 10)]
+    #[serde(default, deserialize_with = "whole_number")]
+    limit: Option<u64>,
     /// How long the lease holds, in seconds (1–3600, default 300).
-    #[schema(minimum = 1, maximum = 3600, default = 300)]
-    lease_seconds: Option<u32>,
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 3600, default = 300)]
+    #[serde(default, deserialize_with = "whole_number")]
+    lease_seconds: Option<u64>,
     /// Only events of this type.
     #[serde(rename = "type")]
     #[schema(min_length = 1, max_length = 255)]
     event_type: Option<String>,
 }
 
+/// JSON Schema counts `2.0` as an integer; so do we.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {number}"
+        ))),
+    }
+}
+
+/// A bound number, or the error saying so.
+fn within(
+    value: Option<u64>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    name: &str,
+) -> Result<u32, ApiError> {
+    value
+        .map_or(Some(default), |v| u32::try_from(v).ok())
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "`{name}` must be between {} and {}",
+                range.start(),
+                range.end()
+            ))
+        })
+}
+
 impl LeaseBody {
     fn validate(self) -> Result<LeaseRequest, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LEASE_LIMIT);
-        if !(1..=MAX_LEASE_LIMIT).contains(&limit) {
-            return Err(ApiError::Unprocessable(format!(
-                "`limit` must be between 1 and {MAX_LEASE_LIMIT}"
-            )));
-        }
-        let lease_seconds = self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
-        if !LEASE_SECONDS.contains(&lease_seconds) {
-            return Err(ApiError::Unprocessable(format!(
-                "`lease_seconds` must be between {} and {}",
-                LEASE_SECONDS.start(),
-                LEASE_SECONDS.end()
-            )));
-        }
+        let limit = within(
+            self.limit,
+            DEFAULT_LEASE_LIMIT,
+            1..=MAX_LEASE_LIMIT,
+            "limit",
+        )?;
+        let lease_seconds = within(
+            self.lease_seconds,
+            DEFAULT_LEASE_SECONDS,
+            LEASE_SECONDS,
+            "lease_seconds",
+        )?;
         if let Some(t) = &self.event_type {
             if t.is_empty() || t.chars().count() > MAX_NAME_CHARS || contains_nul(t) {
                 return Err(ApiError::Unprocessable(format!(

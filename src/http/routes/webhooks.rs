@@ -227,11 +227,11 @@ pub async fn replay_dead_letters(
     Limited { caller, limit }: Limited,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is optional: none means every dead letter.
+    // The body is optional: none (or `null`) means every dead letter.
     let since = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        parse_json::<DlqReplay>(&body)?.since
+        parse_json::<Option<DlqReplay>>(&body)?.and_then(|r| r.since)
     };
     let batch = state
         .events
