@@ -9,6 +9,7 @@ mod fuzz;
 mod helpers;
 mod isolation;
 mod leases;
+mod openapi;
 mod operations;
 mod process;
 mod receiver;

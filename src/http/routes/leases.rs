@@ -32,7 +32,7 @@ pub struct LeaseBody {
     lease_seconds: Option<u64>,
     /// Only events of this type.
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
     event_type: Option<String>,
 }
 

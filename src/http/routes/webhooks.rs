@@ -199,6 +199,7 @@ pub async fn replay(
 pub struct DlqReplay {
     /// Only events dead-lettered at or after this time (RFC 3339).
     #[serde(default)]
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
     since: Option<DateTime<Utc>>,
 }
 
