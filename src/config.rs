@@ -25,6 +25,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Operate the service: organizations, keys, events, dead letters, streams.
+    Admin(Box<crate::admin::AdminArgs>),
 }
 
 /// Which parts of the system a process runs.

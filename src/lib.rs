@@ -3,6 +3,7 @@
 //! `run` starts whatever the configured role asks for on a listener the
 //! caller bound, so `main` and the integration tests start the same system.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod domain;

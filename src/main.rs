@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
+        Command::Admin(args) => triggers_api::admin::run(*args).await.map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! Every query of the service lives under this module, so the schema has one
 //! reader and one writer.
 
+mod admin;
 mod deliveries;
 mod events;
 mod leases;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
+pub use admin::{DeadLetterStats, KeyOwner};
 pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
 pub use events::{EventRow, InboxPage, InboxQuery};
 pub use leases::{LeaseQuery, LeasedRows};

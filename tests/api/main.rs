@@ -1,6 +1,7 @@
 //! Integration tests: the real service against the real Redis and Postgres
 //! that `scripts/test.sh` starts (`REDIS_URL`, `DATABASE_URL`).
 
+mod admin;
 mod archive;
 mod cluster;
 mod delivery;
