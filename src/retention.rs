@@ -99,6 +99,19 @@ pub struct Swept {
     pub events: u64,
     pub attempts: u64,
     pub batches: u64,
+    /// The longest one delete statement took, i.e. the longest any row
+    /// stayed locked by the sweep.
+    pub slowest_batch_ms: u64,
+}
+
+impl Swept {
+    fn add(&mut self, other: Swept) {
+        self.organizations += other.organizations;
+        self.events += other.events;
+        self.attempts += other.attempts;
+        self.batches += other.batches;
+        self.slowest_batch_ms = self.slowest_batch_ms.max(other.slowest_batch_ms);
+    }
 }
 
 /// Removes finished events past their organization's retention.
@@ -132,25 +145,48 @@ impl RetentionSweeper {
             };
             after = Some(last);
             for (organization_id, tier) in page {
-                swept.organizations += 1;
-                let retention = chrono::Duration::from_std(self.policy.of(tier))
-                    .unwrap_or(chrono::Duration::MAX);
-                let cutoff = first_id_at(Utc::now() - retention);
-                for _ in 0..MAX_BATCHES_PER_ORGANIZATION {
-                    if shutdown.is_cancelled() {
-                        return Ok(swept);
-                    }
-                    let (events, attempts) = self
-                        .store
-                        .delete_finished_before(organization_id, cutoff, self.batch)
-                        .await?;
-                    swept.batches += 1;
-                    swept.events += events;
-                    swept.attempts += attempts;
-                    if events < u64::from(self.batch) {
-                        break;
-                    }
+                if shutdown.is_cancelled() {
+                    return Ok(swept);
                 }
+                swept.add(
+                    self.sweep_organization(organization_id, tier, shutdown)
+                        .await?,
+                );
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Removes one organization's finished events past its tier's retention.
+    pub async fn sweep_organization(
+        &self,
+        organization_id: Uuid,
+        tier: Tier,
+        shutdown: &CancellationToken,
+    ) -> Result<Swept, StoreError> {
+        let mut swept = Swept {
+            organizations: 1,
+            ..Swept::default()
+        };
+        let retention =
+            chrono::Duration::from_std(self.policy.of(tier)).unwrap_or(chrono::Duration::MAX);
+        let cutoff = first_id_at(Utc::now() - retention);
+        for _ in 0..MAX_BATCHES_PER_ORGANIZATION {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let (events, attempts) = self
+                .store
+                .delete_finished_before(organization_id, cutoff, self.batch)
+                .await?;
+            let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            swept.slowest_batch_ms = swept.slowest_batch_ms.max(took);
+            swept.batches += 1;
+            swept.events += events;
+            swept.attempts += attempts;
+            if events < u64::from(self.batch) {
+                break;
             }
         }
         Ok(swept)

@@ -19,7 +19,7 @@ use crate::{
     domain::Tier,
     events::{Events, EventsError},
     redis::{self, Keys, RedisError},
-    retention::{DEFAULT_RETENTION, RetentionPolicy},
+    retention::{DEFAULT_RETENTION, RetentionPolicy, RetentionSweeper},
     store::{NewOrganization, OrganizationRow, Store, StoreError},
     streams::{RetryQueue, Unarchived},
 };
@@ -75,6 +75,20 @@ pub enum AdminCommand {
     /// Redis streams.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Retention.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove finished events past their retention now (workers also do
+    /// it every TRIGGERS_RETENTION_INTERVAL).
+    Sweep {
+        /// Events deleted per statement.
+        #[arg(long, default_value_t = crate::retention::DELETE_BATCH)]
+        batch: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +211,7 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         AdminCommand::Dlq(DlqCommand::Stats) => admin.dlq_stats().await,
         AdminCommand::Dlq(DlqCommand::Replay { org }) => admin.dlq_replay(org).await,
         AdminCommand::Streams(StreamsCommand::Info) => admin.streams().await,
+        AdminCommand::Retention(RetentionCommand::Sweep { batch }) => admin.sweep(batch).await,
     }
 }
 
@@ -507,6 +522,43 @@ impl Admin {
                 org.to_string(),
                 replayed.to_string(),
                 has_more.to_string(),
+            ]],
+            json,
+        };
+        Ok(print(report, self.json)?)
+    }
+
+    async fn sweep(&self, batch: u32) -> Result<(), AdminError> {
+        let sweeper = RetentionSweeper::new(self.store.clone(), self.retention.clone(), batch);
+        let started = std::time::Instant::now();
+        let swept = sweeper
+            .sweep(&tokio_util::sync::CancellationToken::new())
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let json = serde_json::json!({
+            "organizations": swept.organizations,
+            "events": swept.events,
+            "attempts": swept.attempts,
+            "batches": swept.batches,
+            "slowest_batch_ms": swept.slowest_batch_ms,
+            "seconds": seconds,
+        });
+        let report = Report {
+            headers: &[
+                "organizations",
+                "events deleted",
+                "attempts deleted",
+                "batches",
+                "slowest batch (ms)",
+                "seconds",
+            ],
+            rows: vec![vec![
+                swept.organizations.to_string(),
+                swept.events.to_string(),
+                swept.attempts.to_string(),
+                swept.batches.to_string(),
+                swept.slowest_batch_ms.to_string(),
+                format!("{seconds:.1}"),
             ]],
             json,
         };
