@@ -185,6 +185,20 @@ pub fn json_contains_nul(raw: &str) -> bool {
         && serde_json::from_str::<serde_json::Value>(raw).is_ok_and(|value| walk(&value))
 }
 
+/// Whether every number of a JSON document fits a double. Postgres stores
+/// JSON numbers as `numeric`, which refuses exponents beyond about ±16,000
+/// — an event accepted with one could never be archived — and a reader
+/// parsing JSON into doubles could not read it. Documents without a long
+/// digit run or an exponent (nearly all) are cleared without being parsed.
+pub fn json_numbers_fit(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let suspicious = bytes.windows(2).any(|w| w[0].is_ascii_digit() && matches!(w[1], b'e' | b'E'))
+        || bytes
+            .split(|b| !b.is_ascii_digit())
+            .any(|run| run.len() > 300);
+    !suspicious || serde_json::from_str::<serde_json::Value>(raw).is_ok()
+}
+
 /// A new event id and its creation time, which is the time inside the id,
 /// so ordering by id and by `created_at` agree.
 pub fn mint_event_id() -> (Uuid, DateTime<Utc>) {
@@ -218,6 +232,14 @@ mod tests {
         assert!(!json_contains_nul(r#"{"a":"\\u0000"}"#));
         assert!(!json_contains_nul(r#"{"a":"plain"}"#));
         assert!(contains_nul("a\0b"));
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_found() {
+        assert!(json_numbers_fit(r#"{"a":1.5e10,"b":"3e999999 in a string"}"#));
+        assert!(json_numbers_fit(r#"{"a":12345678901234567890123}"#));
+        assert!(!json_numbers_fit(r#"{"a":1e400}"#));
+        assert!(!json_numbers_fit(r#"{"a":[1E200000]}"#));
     }
 
     #[test]

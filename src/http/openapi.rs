@@ -187,7 +187,8 @@ fn payload_schemas() -> [(&'static str, serde_json::Value); 2] {
     [
         ("Payload", {
             let mut o = object.clone();
-            o["description"] = "A JSON object; no string or key may contain U+0000".into();
+            o["description"] =
+                "A JSON object; no string or key may contain U+0000, numbers fit a double".into();
             o
         }),
         (

@@ -172,3 +172,14 @@ impl Store {
         .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spelt_out_statuses_are_the_leasable_ones() {
+        let quoted = EventStatus::LEASABLE.map(|s| format!("'{}'", s.as_str()));
+        assert_eq!(LEASABLE_SQL, format!("({})", quoted.join(", ")));
+    }
+}

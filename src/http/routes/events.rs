@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul, mint_event_id,
+        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul,
+        json_numbers_fit, mint_event_id,
     },
     http::{
         AppState,
@@ -43,7 +44,7 @@ pub struct NewEvent {
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
     dedup_id: Option<String>,
     /// Any JSON object, stored and delivered exactly as sent; its strings
-    /// may not contain U+0000.
+    /// may not contain U+0000, its numbers must fit a double.
     // Kept as the client's exact bytes: validated, never re-serialised.
     #[schema(schema_with = crate::http::openapi::payload_ref)]
     payload: Box<RawValue>,
@@ -67,6 +68,11 @@ impl NewEvent {
         if !self.payload.get().starts_with('{') {
             return Err(ApiError::Unprocessable(
                 "`payload` must be a JSON object".into(),
+            ));
+        }
+        if !json_numbers_fit(self.payload.get()) {
+            return Err(ApiError::Unprocessable(
+                "`payload` numbers must be within the range of a double (about ±1.8e308)".into(),
             ));
         }
         if contains_nul(&self.event_type)
