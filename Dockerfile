@@ -36,7 +36,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Now the real sources. Remove the artifacts of the stub crate: COPY keeps the
 # original modification times, which can be older than the stub build, and
-# cargo would then consider the stub binary up to date.
+# cargo would then consider the stub binary up to date. build.rs records the
+# commit for triggers_build_info; the context has no .git, so it comes from
+# the REVISION build argument ("unknown" without it).
+ARG REVISION=unknown
+COPY build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -44,7 +48,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
            target/release/deps/triggers_api-* \
            target/release/deps/libtriggers_api-* \
            target/release/triggers-api \
-    && cargo build --release --locked --bin triggers-api \
+    && GIT_COMMIT="${REVISION}" cargo build --release --locked --bin triggers-api \
     && strip target/release/triggers-api
 
 # ---- runtime -------------------------------------------------------------

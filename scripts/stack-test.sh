@@ -18,7 +18,8 @@
 # Prometheus has every target up with its role label and returns data for
 # the dashboard's queries; every metric the dashboard and the alert rules
 # use is in the live scrape, except those listed in
-# observability/metrics-pending.txt.
+# observability/metrics-pending.txt; `promtool check metrics` finds nothing
+# to complain about in any process's scrape.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -269,6 +270,14 @@ sleep 11
 for port in $API1_PORT $API2_PORT $WORKER_PORT; do
     curl -fsS "http://127.0.0.1:$port/metrics"
 done | grep -Eo '^[a-zA-Z_:][a-zA-Z0-9_:]*' | sort -u >"$STACK/scraped-metrics.txt"
+# Every metric with HELP, TYPE and the naming rules, on every role's scrape.
+for port in $API1_PORT $API2_PORT $WORKER_PORT; do
+    if lint="$(curl -fsS "http://127.0.0.1:$port/metrics" | promtool check metrics 2>&1)"; then
+        pass "promtool check metrics: the scrape of 127.0.0.1:$port is clean"
+    else
+        fail "promtool check metrics on 127.0.0.1:$port: $lint"
+    fi
+done
 if "$PYTHON" scripts/deploy/check_metrics.py --scraped "$STACK/scraped-metrics.txt"; then
     pass "every metric of the dashboard and alerts is in the live scrape or observability/metrics-pending.txt"
 else

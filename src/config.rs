@@ -49,6 +49,14 @@ impl Role {
     pub fn runs_workers(self) -> bool {
         matches!(self, Role::Worker | Role::All)
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -159,6 +167,12 @@ pub struct Config {
     /// so one slow endpoint cannot take every delivery slot.
     #[arg(long, env = "TRIGGERS_DELIVERY_PER_ORG", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub delivery_per_org: u32,
+
+    /// Send each webhook request's trace context (`traceparent`,
+    /// `tracestate`) to the endpoint. Off by default: it shows receivers
+    /// internal trace ids.
+    #[arg(long, env = "TRIGGERS_WEBHOOK_TRACEPARENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_traceparent: bool,
 
     /// An event leased this many times without being acknowledged is
     /// quarantined instead of being leased again.

@@ -192,7 +192,9 @@ pub fn json_contains_nul(raw: &str) -> bool {
 /// digit run or an exponent (nearly all) are cleared without being parsed.
 pub fn json_numbers_fit(raw: &str) -> bool {
     let bytes = raw.as_bytes();
-    let suspicious = bytes.windows(2).any(|w| w[0].is_ascii_digit() && matches!(w[1], b'e' | b'E'))
+    let suspicious = bytes
+        .windows(2)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'e' | b'E'))
         || bytes
             .split(|b| !b.is_ascii_digit())
             .any(|run| run.len() > 300);
@@ -236,7 +238,9 @@ mod tests {
 
     #[test]
     fn numbers_beyond_a_double_are_found() {
-        assert!(json_numbers_fit(r#"{"a":1.5e10,"b":"3e999999 in a string"}"#));
+        assert!(json_numbers_fit(
+            r#"{"a":1.5e10,"b":"3e999999 in a string"}"#
+        ));
         assert!(json_numbers_fit(r#"{"a":12345678901234567890123}"#));
         assert!(!json_numbers_fit(r#"{"a":1e400}"#));
         assert!(!json_numbers_fit(r#"{"a":[1E200000]}"#));

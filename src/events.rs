@@ -13,6 +13,7 @@ use crate::{
     redis::RedisError,
     store::{AttemptRow, EventRow, InboxPage, InboxQuery, Store, StoreError},
     streams::{RetryQueue, StreamEntry, Unarchived},
+    telemetry::TraceContext,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -167,11 +168,15 @@ impl Events {
         Ok(())
     }
 
+    /// Queues the events for delivery now; their attempts belong to the
+    /// trace of the replay request, not to the one that accepted them.
     async fn queue_replays(&self, rows: &[EventRow]) -> Result<(), EventsError> {
+        let trace = TraceContext::current();
         for row in rows {
             let entry = StreamEntry {
                 // Attempt numbers continue over every series.
                 attempt: u32::try_from(row.attempts).unwrap_or(0) + 1,
+                trace: trace.clone(),
                 ..StreamEntry::new(row.record())
             };
             self.retries.queue_now(&entry).await?;

@@ -88,7 +88,8 @@ pub async fn run(
             config.webhook_timeout,
             config.allow_private_webhooks,
         )
-        .context("cannot build the webhook HTTP client")?;
+        .context("cannot build the webhook HTTP client")?
+        .with_traceparent(config.webhook_traceparent);
         let name = config.consumer_name();
         // Both groups exist before either worker trims a stream, so neither
         // can trim away an entry the other has not consumed.

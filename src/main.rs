@@ -14,12 +14,21 @@ use triggers_api::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let role = match &cli.command {
+        Command::Serve(config) => config.role.as_str(),
+        Command::Migrate(_) => "migrate",
+        // Its stdout is a table or JSON for a script: no log lines there.
+        Command::Admin(_) => "admin",
+    };
+    let telemetry = (role != "admin").then(|| telemetry::init(role));
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
         Command::Admin(args) => triggers_api::admin::run(*args).await.map_err(Into::into),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -11,12 +11,18 @@ use axum::{
 };
 use tower_http::{
     classify::{ServerErrorsAsFailures, SharedClassifier},
-    trace::TraceLayer,
+    trace::{DefaultOnRequest, DefaultOnResponse, OnResponse, TraceLayer},
 };
-use tracing::Span;
+use tracing::{Span, field::Empty};
 
 use super::error::ApiError;
-use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
+use crate::{
+    metrics::{HTTP_DURATION, HTTP_REQUESTS},
+    telemetry,
+};
+
+/// Probes and scrapes: frequent, uninteresting, and no span of their own.
+const UNTRACED: &[&str] = &["/health", "/ready", "/metrics"];
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route")
@@ -60,28 +66,61 @@ pub async fn track_metrics(request: Request, next: Next) -> axum::response::Resp
     response
 }
 
-/// One span per request with its id, method and route, and the organization
-/// and event once known; headers (which carry keys) are never recorded.
-pub fn trace_layer()
--> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, impl Fn(&Request) -> Span + Clone> {
-    TraceLayer::new_for_http().make_span_with(|request: &Request| {
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str)
-            .unwrap_or_default();
-        tracing::info_span!(
-            "request",
-            request_id,
-            method = %request.method(),
-            route,
-            organization_id = tracing::field::Empty,
-            event_id = tracing::field::Empty,
+/// One server span per request (but the probes) with its id, method and
+/// route template, the organization and event once known, and the status;
+/// a child of the caller's trace when it sends `traceparent`. Headers
+/// (which carry keys) are never recorded.
+pub fn trace_layer() -> TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    impl Fn(&Request) -> Span + Clone,
+    DefaultOnRequest,
+    impl OnResponse<axum::body::Body> + Clone,
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let path = request.uri().path();
+            if UNTRACED.contains(&path) {
+                return Span::none();
+            }
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            let method = request.method().as_str();
+            let span = tracing::info_span!(
+                "request",
+                otel.name = match route {
+                    Some(route) => format!("{method} {route}"),
+                    None => method.to_owned(),
+                },
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = method,
+                http.route = route,
+                url.path = path,
+                http.response.status_code = Empty,
+                request_id,
+                method,
+                route = route.unwrap_or_default(),
+                organization_id = Empty,
+                event_id = Empty,
+            );
+            telemetry::continue_from_headers(&span, request.headers());
+            span
+        })
+        .on_response(
+            |response: &Response<axum::body::Body>, latency: Duration, span: &Span| {
+                let status = response.status();
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                DefaultOnResponse::new().on_response(response, latency, span);
+            },
         )
-    })
 }

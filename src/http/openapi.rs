@@ -11,6 +11,7 @@
 use std::sync::LazyLock;
 
 use axum::{
+    extract::DefaultBodyLimit,
     http::header,
     response::{Html, IntoResponse},
 };
@@ -29,7 +30,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     AppState,
     error::{ErrorBody, ErrorCode},
-    routes::{events, health, keys, leases, webhooks},
+    routes::{batch, events, health, keys, leases, webhooks},
 };
 
 #[derive(OpenApi)]
@@ -59,6 +60,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::info))
         .routes(routes!(keys::rotate))
         .routes(routes!(events::ingest))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(batch::ingest_batch))
+                .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES)),
+        )
         .routes(routes!(events::get))
         .routes(routes!(events::inbox))
         .routes(routes!(events::ack))
@@ -266,12 +272,10 @@ impl Conventions {
                 "401",
                 error_response("Missing, unknown or revoked API key (`unauthorized`)"),
             ));
-            let mut limited = error_response("Over the tier's rate limit (`rate_limited`)");
-            limited.headers.insert(
-                "Retry-After".into(),
-                header_of(Type::Integer, "Seconds until a request may succeed"),
-            );
-            errors.push(("429", limited));
+            errors.push((
+                "429",
+                error_response("Over the tier's rate limit (`rate_limited`)"),
+            ));
         }
         if has_body {
             errors.push((
@@ -301,10 +305,16 @@ impl Conventions {
                 .entry(status.to_owned())
                 .or_insert(RefOr::T(response));
         }
-        for response in op.responses.responses.values_mut() {
+        for (status, response) in op.responses.responses.iter_mut() {
             let RefOr::T(response) = response else {
                 continue;
             };
+            if status == "429" {
+                response.headers.insert(
+                    "Retry-After".into(),
+                    header_of(Type::Integer, "Seconds until a request may succeed"),
+                );
+            }
             response.headers.insert(
                 "X-Request-Id".into(),
                 header_of(

@@ -54,6 +54,14 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How much of the connection pool is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The Postgres side of the service: a pool and the queries over it.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -91,6 +99,15 @@ impl Store {
         migrated?;
         unlocked?;
         Ok(())
+    }
+
+    /// Connections open, idle, and the most the pool opens: for metrics.
+    pub fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -1,6 +1,9 @@
 //! A consumer group member reading the shard streams.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use fred::{
     prelude::*,
@@ -9,7 +12,7 @@ use fred::{
 
 use super::StreamEntry;
 use crate::{
-    metrics::{STREAM_LENGTH, STREAM_PENDING},
+    metrics::{STREAM_LAG, STREAM_LENGTH, STREAM_OLDEST_PENDING, STREAM_PENDING},
     redis::{Keys, RedisError},
 };
 
@@ -226,7 +229,7 @@ impl Consumer {
         for (_, _, stream) in &self.streams {
             let groups: Vec<HashMap<String, Value>> = self.pool.xinfo_groups(stream).await?;
             let mut keep_from: Option<(u64, u64)> = None;
-            let mut pending_here = 0;
+            let mut here = Backlog::default();
             for group in &groups {
                 let name = group
                     .get("name")
@@ -238,13 +241,24 @@ impl Consumer {
                     .and_then(Value::as_string)
                     .and_then(|id| parse_id(&id))
                     .ok_or_else(|| RedisError::Reply("group without last-delivered-id".into()))?;
-                let needed = if pending > 0 {
-                    self.oldest_pending(stream, &name).await?.unwrap_or(last)
+                let oldest = if pending > 0 {
+                    self.oldest_pending(stream, &name).await?
                 } else {
-                    (last.0, last.1.saturating_add(1))
+                    None
+                };
+                let needed = match (pending, oldest) {
+                    (0, _) => (last.0, last.1.saturating_add(1)),
+                    (_, oldest) => oldest.unwrap_or(last),
                 };
                 if name == self.group {
-                    pending_here = pending;
+                    here = Backlog {
+                        pending,
+                        // Nil when Redis cannot count it (entries deleted
+                        // inside the unread range); the gauge then keeps
+                        // its last value.
+                        lag: group.get("lag").and_then(Value::as_u64),
+                        oldest_pending_ms: oldest.map(|(ms, _)| ms),
+                    };
                 }
                 keep_from = Some(keep_from.map_or(needed, |k| k.min(needed)));
             }
@@ -257,8 +271,7 @@ impl Consumer {
             }
             let length: u64 = self.pool.xlen(stream).await?;
             metrics::gauge!(STREAM_LENGTH, "stream" => stream.clone()).set(length as f64);
-            metrics::gauge!(STREAM_PENDING, "stream" => stream.clone(), "group" => self.group.clone())
-                .set(pending_here as f64);
+            here.report(stream, &self.group);
         }
         Ok(())
     }
@@ -273,6 +286,32 @@ impl Consumer {
             .get(1)
             .and_then(Value::as_string)
             .and_then(|id| parse_id(&id)))
+    }
+}
+
+/// A consumer group's backlog on one stream.
+#[derive(Debug, Default)]
+struct Backlog {
+    pending: u64,
+    lag: Option<u64>,
+    /// When the oldest pending entry was added (its id's milliseconds).
+    oldest_pending_ms: Option<u64>,
+}
+
+impl Backlog {
+    fn report(&self, stream: &str, group: &str) {
+        let labels = [("stream", stream.to_owned()), ("group", group.to_owned())];
+        metrics::gauge!(STREAM_PENDING, &labels).set(self.pending as f64);
+        if let Some(lag) = self.lag {
+            metrics::gauge!(STREAM_LAG, &labels).set(lag as f64);
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let age_ms = self
+            .oldest_pending_ms
+            .map_or(0, |added| now_ms.saturating_sub(added));
+        metrics::gauge!(STREAM_OLDEST_PENDING, &labels).set(age_ms as f64 / 1000.0);
     }
 }
 

@@ -6,13 +6,17 @@
 //! an event without one, no `attempt` on a first attempt), so the hot path
 //! writes only what it must, and entries written before a field existed read
 //! back with its default.
+//!
+//! An entry also carries the trace context of the request that accepted
+//! (or replayed) the event, when traces are on, so its delivery and archive
+//! spans join that request's trace wherever and whenever they run.
 
 use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::{domain::EventRecord, redis::RedisError};
+use crate::{domain::EventRecord, redis::RedisError, telemetry::TraceContext};
 
 const ID: &str = "id";
 const ORGANIZATION: &str = "org";
@@ -23,6 +27,8 @@ const DEDUP: &str = "dedup";
 const ATTEMPT: &str = "attempt";
 const SERIES_TRY: &str = "try";
 const ERROR: &str = "error";
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
 
 /// An event as a stream carries it, with where it is in its delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +41,8 @@ pub struct StreamEntry {
     pub series_try: u32,
     /// On dead-letter entries: why delivery was given up.
     pub error: Option<String>,
+    /// The request the event's delivery belongs to (traces on only).
+    pub trace: Option<TraceContext>,
 }
 
 impl StreamEntry {
@@ -45,6 +53,7 @@ impl StreamEntry {
             attempt: 1,
             series_try: 0,
             error: None,
+            trace: None,
         }
     }
 
@@ -55,6 +64,8 @@ impl StreamEntry {
             attempt: self.attempt.saturating_add(1),
             series_try: self.series_try.saturating_add(1),
             error: None,
+            // Every attempt belongs to the request that accepted the event.
+            trace: self.trace.clone(),
         }
     }
 
@@ -65,13 +76,17 @@ impl StreamEntry {
             self.attempt,
             self.series_try,
             self.error.as_deref(),
+            self.trace.as_ref(),
         )
     }
 
     /// The fields of a new event's entry, without building an entry (and
     /// copying the event) around it: the ingest path.
-    pub fn new_event_fields(event: &EventRecord) -> Vec<(&'static str, String)> {
-        encode(event, 1, 0, None)
+    pub fn new_event_fields(
+        event: &EventRecord,
+        trace: Option<&TraceContext>,
+    ) -> Vec<(&'static str, String)> {
+        encode(event, 1, 0, None, trace)
     }
 
     pub fn decode(fields: &HashMap<String, String>) -> Result<Self, RedisError> {
@@ -108,6 +123,10 @@ impl StreamEntry {
             attempt: number(ATTEMPT, 1)?,
             series_try: number(SERIES_TRY, 0)?,
             error: fields.get(ERROR).cloned(),
+            trace: fields.get(TRACEPARENT).map(|traceparent| TraceContext {
+                traceparent: traceparent.clone(),
+                tracestate: fields.get(TRACESTATE).cloned(),
+            }),
         })
     }
 }
@@ -125,6 +144,7 @@ fn encode(
     attempt: u32,
     series_try: u32,
     error: Option<&str>,
+    trace: Option<&TraceContext>,
 ) -> Vec<(&'static str, String)> {
     let mut pairs = vec![
         (ID, event.id.to_string()),
@@ -142,6 +162,12 @@ fn encode(
     }
     if let Some(error) = error {
         pairs.push((ERROR, error.to_owned()));
+    }
+    if let Some(trace) = trace {
+        pairs.push((TRACEPARENT, trace.traceparent.clone()));
+        if let Some(state) = &trace.tracestate {
+            pairs.push((TRACESTATE, state.clone()));
+        }
     }
     pairs
 }
@@ -166,6 +192,31 @@ mod tests {
         }
     }
 
+    fn trace() -> TraceContext {
+        TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: Some("vendor=1".into()),
+        }
+    }
+
+    #[test]
+    fn the_trace_context_stays_with_the_event_through_its_retries() {
+        let first = StreamEntry {
+            trace: Some(trace()),
+            ..StreamEntry::new(event(None))
+        };
+        let third = first.next_try().next_try();
+        assert_eq!(third.trace, Some(trace()));
+        let read = StreamEntry::decode(&as_map(&third)).unwrap();
+        assert_eq!(read.trace, Some(trace()));
+        assert_eq!(read.attempt, 3);
+        // The ingest path writes the same fields.
+        assert_eq!(
+            StreamEntry::new_event_fields(&first.event, first.trace.as_ref()),
+            first.fields()
+        );
+    }
+
     fn as_map(entry: &StreamEntry) -> HashMap<String, String> {
         entry
             .fields()
@@ -186,7 +237,11 @@ mod tests {
             error: Some("HTTP 503".into()),
             ..StreamEntry::new(event(None))
         };
-        for entry in [fresh, retry, replay, dead] {
+        let traced = StreamEntry {
+            trace: Some(trace()),
+            ..StreamEntry::new(event(None))
+        };
+        for entry in [fresh, retry, replay, dead, traced] {
             assert_eq!(StreamEntry::decode(&as_map(&entry)).unwrap(), entry);
         }
     }
@@ -195,7 +250,7 @@ mod tests {
     fn a_new_event_writes_only_its_own_fields() {
         let new = event(None);
         assert_eq!(
-            StreamEntry::new_event_fields(&new),
+            StreamEntry::new_event_fields(&new, None),
             StreamEntry::new(new.clone()).fields()
         );
         let fields = as_map(&StreamEntry::new(new));
@@ -230,6 +285,8 @@ mod tests {
         redelivery.insert("try".into(), "2".into());
         let entry = StreamEntry::decode(&redelivery).unwrap();
         assert_eq!((entry.attempt, entry.series_try), (3, 2));
+        // Written before entries carried a trace context: none.
+        assert_eq!(entry.trace, None);
     }
 
     #[test]

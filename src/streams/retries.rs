@@ -19,6 +19,16 @@ use crate::{
 /// Most entries of dead-letter streams kept in Redis; Postgres keeps them all.
 const DEAD_LETTER_MAXLEN: i64 = 100_000;
 
+/// What waits in one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSizes {
+    pub shard: u16,
+    /// Retries in the retry set, not due yet.
+    pub scheduled: u64,
+    /// Entries of the dead-letter stream.
+    pub dead_letters: u64,
+}
+
 #[derive(Clone)]
 pub struct RetryQueue {
     pool: Pool,
@@ -101,20 +111,28 @@ impl RetryQueue {
         Ok(moved)
     }
 
-    /// Scheduled retries over all shards, for metrics.
-    pub async fn scheduled(&self) -> Result<u64, RedisError> {
-        let mut total = 0;
+    /// Per shard: scheduled retries and dead-letter entries, for metrics.
+    pub async fn sizes(&self) -> Result<Vec<ShardSizes>, RedisError> {
+        let mut sizes = Vec::with_capacity(usize::from(self.keys.shards()));
         for shard in 0..self.keys.shards() {
-            let n: u64 = self.pool.zcard(self.keys.retry_set(shard)).await?;
-            total += n;
+            let scheduled: u64 = self.pool.zcard(self.keys.retry_set(shard)).await?;
+            let dead_letters: u64 = self.pool.xlen(self.keys.dead_letters(shard)).await?;
+            sizes.push(ShardSizes {
+                shard,
+                scheduled,
+                dead_letters,
+            });
         }
-        Ok(total)
+        Ok(sizes)
     }
 
-    /// Records a delivery given up on in its shard's dead-letter stream.
-    pub async fn dead_letter(&self, event: &EventRecord, error: &str) -> Result<(), RedisError> {
+    /// Records a delivery given up on in its shard's dead-letter stream,
+    /// with the trace it belongs to.
+    pub async fn dead_letter(&self, given_up: &StreamEntry, error: &str) -> Result<(), RedisError> {
+        let event = &given_up.event;
         let entry = StreamEntry {
             error: Some(error.to_owned()),
+            trace: given_up.trace.clone(),
             ..StreamEntry::new(event.clone())
         };
         let _: String = self

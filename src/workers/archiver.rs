@@ -8,6 +8,7 @@
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, field::Empty};
 
 use super::{Handler, Settings, WorkerError, consume};
 use crate::{
@@ -104,10 +105,32 @@ impl Archiver {
 
 impl Handler for Archiver {
     async fn handle(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
-        let archived = self.archive(batch).await;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let span = span_of(&batch);
+        let archived = self.archive(batch).instrument(span.clone()).await;
         if archived.is_err() {
             metrics::counter!(ARCHIVE_ERRORS).increment(1);
+            span.record("otel.status_code", "ERROR");
         }
         archived
     }
+}
+
+/// One span per batch, in a trace of its own (a batch mixes many requests'
+/// events), linked to the request that accepted each event.
+fn span_of(batch: &[Received]) -> Span {
+    let span = tracing::info_span!(
+        "archive batch",
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.batch.message_count = batch.len(),
+    );
+    for received in batch {
+        if let Some(trace) = &received.entry.trace {
+            trace.link(&span);
+        }
+    }
+    span
 }

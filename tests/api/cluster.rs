@@ -64,6 +64,25 @@ async fn the_whole_service_runs_on_redis_cluster() {
         .unwrap();
     assert_eq!(inbox["events"][0]["id"], ids[0].as_str());
 
+    // A batch, with a dedup id already taken on the other replica.
+    let batch: Value = b
+        .client
+        .post(b.url("/api/events/batch"))
+        .header("x-api-key", &orgs[3].key)
+        .json(&json!({ "events": [
+            { "type": "batched", "payload": {} },
+            { "type": "clustered", "dedup_id": "d-3", "payload": {} },
+        ] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch["results"][0]["status"], 202);
+    assert_eq!(batch["results"][1]["original_id"], ids[3].as_str());
+    wait_archived(&db, batch["results"][0]["id"].as_str().unwrap()).await;
+
     // The rate limit stays exact across replicas.
     let limited = a.create_org("free").await;
     let mut accepted = 0;

@@ -3,7 +3,9 @@
 
 mod admin;
 mod archive;
+mod batch;
 mod cluster;
+mod collector;
 mod delivery;
 mod examples;
 mod flow;
@@ -17,4 +19,5 @@ mod process;
 mod receiver;
 mod replicas;
 mod retention;
+mod traces;
 mod validation;

@@ -57,7 +57,7 @@ pub async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Proce
 }
 
 /// A new organization on the process at `base`; returns its key.
-async fn create_key(client: &reqwest::Client, base: &str) -> String {
+pub async fn create_key(client: &reqwest::Client, base: &str) -> String {
     let created: Value = client
         .post(format!("{base}/api/keys/generate"))
         .json(&json!({ "organization_name": "process-test", "tier": "pro" }))

@@ -27,6 +27,7 @@ use crate::{
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     store::{EventRow, InboxQuery},
     streams::Admission,
+    telemetry::TraceContext,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -51,7 +52,7 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    fn validate(&self) -> Result<(), ApiError> {
+    pub(super) fn validate(&self) -> Result<(), ApiError> {
         let chars = self.event_type.chars().count();
         if self.event_type.trim().is_empty() || chars > MAX_NAME_CHARS {
             return Err(ApiError::Unprocessable(format!(
@@ -85,6 +86,19 @@ impl NewEvent {
         }
         Ok(())
     }
+
+    /// The event as stored, with a new id whose time is its creation time.
+    pub(super) fn into_record(self, organization_id: Uuid) -> EventRecord {
+        let (id, created_at) = mint_event_id();
+        EventRecord {
+            id,
+            organization_id,
+            event_type: self.event_type,
+            dedup_id: self.dedup_id,
+            payload: self.payload.get().to_owned(),
+            created_at,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -98,7 +112,7 @@ pub struct Accepted {
     created_at: DateTime<Utc>,
 }
 
-fn rejected(reason: &'static str) {
+pub(super) fn rejected(reason: &'static str) {
     metrics::counter!(EVENTS_REJECTED, "reason" => reason).increment(1);
 }
 
@@ -135,17 +149,11 @@ pub async fn ingest(
             return Ok((limit, err).into_response());
         }
     };
-    let (id, created_at) = mint_event_id();
+    let record = event.into_record(org.organization_id);
+    let (id, created_at) = (record.id, record.created_at);
     tracing::Span::current().record("event_id", tracing::field::display(id));
-    let record = EventRecord {
-        id,
-        organization_id: org.organization_id,
-        event_type: event.event_type,
-        dedup_id: event.dedup_id,
-        payload: event.payload.get().to_owned(),
-        created_at,
-    };
-    let (admission, limit) = state.intake.admit(&org, &record).await?;
+    let trace = TraceContext::current();
+    let (admission, limit) = state.intake.admit(&org, &record, trace.as_ref()).await?;
     match admission {
         Admission::Accepted => {
             metrics::counter!(EVENTS_ACCEPTED).increment(1);

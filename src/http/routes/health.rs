@@ -102,6 +102,8 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")),
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::sample_process();
+    crate::metrics::sample_pools(&state.store, &state.redis);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,3 +1,4 @@
+pub mod batch;
 pub mod events;
 pub mod health;
 pub mod keys;

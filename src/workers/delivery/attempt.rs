@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use tracing::{Instrument, Span, field::Empty};
 
 use super::{
     policy::{Decision, RetryPolicy},
@@ -31,10 +32,40 @@ pub struct Context {
 /// When the decision cannot be applied (Redis away), nothing is recorded:
 /// the entry stays pending and is attempted again later.
 pub async fn deliver(context: &Context, received: Received, target: &WebhookTarget) {
+    let span = span_of(&received, target);
+    attempt(context, received, target).instrument(span).await;
+}
+
+/// The client span of one attempt: a child of the request that accepted
+/// (or replayed) the event, whichever worker, replica or retry sends it.
+fn span_of(received: &Received, target: &WebhookTarget) -> Span {
+    let url = reqwest::Url::parse(&target.webhook_url).ok();
+    let span = tracing::info_span!(
+        "webhook delivery",
+        otel.name = "POST webhook",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = "POST",
+        server.address = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default(),
+        server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default),
+        http.response.status_code = Empty,
+        error.type = Empty,
+        triggers.delivery.attempt = received.entry.attempt,
+        event_id = %received.entry.event.id,
+        organization_id = %received.entry.event.organization_id,
+    );
+    if let Some(trace) = &received.entry.trace {
+        trace.adopt(&span);
+    }
+    span
+}
+
+async fn attempt(context: &Context, received: Received, target: &WebhookTarget) {
     metrics::gauge!(DELIVERIES_IN_FLIGHT).increment(1.0);
     let sent = context.sender.send(target, &received.entry.event).await;
     metrics::gauge!(DELIVERIES_IN_FLIGHT).decrement(1.0);
     metrics::histogram!(DELIVERY_DURATION).record(sent.duration.as_secs_f64());
+    record_on_span(&Span::current(), &sent.outcome);
 
     let jitter = RetryPolicy::jitter(&mut rand::thread_rng());
     let decision = context
@@ -75,11 +106,33 @@ async fn apply(
                 .await
         }
         Decision::DeadLetter { reason, .. } => {
-            context
-                .retries
-                .dead_letter(&received.entry.event, reason)
-                .await
+            context.retries.dead_letter(&received.entry, reason).await
         }
+    }
+}
+
+/// The response status, and an error status unless the endpoint took it.
+fn record_on_span(span: &Span, outcome: &Outcome) {
+    let (status, error) = match outcome {
+        Outcome::Delivered { status } => (Some(*status), None),
+        Outcome::Gone => (Some(410), Some("410")),
+        Outcome::Failed {
+            status: Some(status),
+            ..
+        } => (Some(*status), None),
+        Outcome::Failed { status: None, .. } => (None, Some("request_failed")),
+    };
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    if !matches!(outcome, Outcome::Delivered { .. }) {
+        span.record("otel.status_code", "ERROR");
+        let kind = match (error, status) {
+            (Some(kind), _) => kind.to_owned(),
+            (None, Some(status)) => status.to_string(),
+            (None, None) => "request_failed".to_owned(),
+        };
+        span.record("error.type", kind);
     }
 }
 

@@ -8,6 +8,7 @@ use reqwest::{StatusCode, Url, header};
 use crate::{
     domain::EventRecord,
     store::WebhookTarget,
+    telemetry::TraceContext,
     webhook::{self, address},
 };
 
@@ -45,6 +46,9 @@ pub struct Sent {
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
+    /// Send the delivery span's `traceparent` to the endpoint (opt-in: it
+    /// shows receivers our internal trace ids).
+    traceparent: bool,
 }
 
 impl Sender {
@@ -65,7 +69,17 @@ impl Sender {
         Ok(Self {
             client: builder.build()?,
             allow_private,
+            traceparent: false,
         })
+    }
+
+    /// Adds `traceparent`/`tracestate` of the current span to every request
+    /// when `on`.
+    pub fn with_traceparent(self, on: bool) -> Self {
+        Self {
+            traceparent: on,
+            ..self
+        }
     }
 
     pub async fn send(&self, target: &WebhookTarget, event: &EventRecord) -> Sent {
@@ -104,16 +118,19 @@ impl Sender {
         // `webhook-timestamp`: seconds since the epoch.
         let timestamp = now.timestamp();
         let signature = webhook::signature(&target.signing_secrets(now), &msg_id, timestamp, &body);
-        let response = self
+        let mut request = self
             .client
             .post(url)
             .header(header::CONTENT_TYPE, "application/json")
             .header("webhook-id", msg_id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
+            .header("webhook-signature", signature);
+        if let Some(trace) = self.traceparent.then(TraceContext::current).flatten() {
+            for (name, value) in trace.headers() {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.body(body).send().await;
         let mut response = match response {
             Ok(response) => response,
             Err(err) => return failed(describe(&err)),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::EventStatus,
-    metrics::{DEAD_LETTERS, DELIVERIES_DEFERRED, RETRIES_SCHEDULED},
+    metrics::{DEAD_LETTER_STREAM_LENGTH, DEAD_LETTERS, DELIVERIES_DEFERRED, RETRIES_SCHEDULED},
     store::{EventOutcome, Store, WebhookTarget},
     streams::{Consumer, Received, RetryQueue, StreamKind},
     workers::{Handler, Settings, WorkerError, consume},
@@ -139,8 +139,17 @@ impl Handler for Dispatcher {
     }
 
     async fn housekeeping(&self) {
-        if let Ok(scheduled) = self.context.retries.scheduled().await {
-            metrics::gauge!(RETRIES_SCHEDULED).set(scheduled as f64);
+        match self.context.retries.sizes().await {
+            Ok(shards) => {
+                for sizes in shards {
+                    let shard = sizes.shard.to_string();
+                    metrics::gauge!(RETRIES_SCHEDULED, "shard" => shard.clone())
+                        .set(sizes.scheduled as f64);
+                    metrics::gauge!(DEAD_LETTER_STREAM_LENGTH, "shard" => shard)
+                        .set(sizes.dead_letters as f64);
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot read retry and dead-letter sizes"),
         }
     }
 }
