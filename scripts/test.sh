@@ -33,6 +33,9 @@ cargo clippy --all-targets -- -D warnings
 echo "==> cargo test" >&2
 cargo test --all-targets "$@"
 
-echo "==> deployment artefacts and the local stack" >&2
 cargo build --bin triggers-api
+echo "==> contract test (schemathesis against a live instance)" >&2
+bash scripts/contract-test.sh target/debug/triggers-api
+
+echo "==> deployment artefacts and the local stack" >&2
 bash scripts/check-deploy.sh

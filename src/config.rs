@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(long, default_value_t = default_key_id())]
         id: String,
     },
+    /// Operate the service: organizations, keys, events, dead letters, streams.
+    Admin(Box<crate::admin::AdminArgs>),
 }
 
 /// Which parts of the system a process runs.
@@ -177,6 +179,20 @@ pub struct Config {
     /// internal trace ids.
     #[arg(long, env = "TRIGGERS_WEBHOOK_TRACEPARENT", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_traceparent: bool,
+
+    /// An event leased this many times without being acknowledged is
+    /// quarantined instead of being leased again.
+    #[arg(long, env = "TRIGGERS_MAX_LEASES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_leases: u32,
+
+    /// How long each tier keeps delivered and acknowledged events and
+    /// their delivery attempts, e.g. `free=7d,pro=30d,business=90d,enterprise=365d`.
+    #[arg(long, env = "TRIGGERS_RETENTION", default_value = crate::retention::DEFAULT_RETENTION, value_parser = crate::retention::RetentionPolicy::parse)]
+    pub retention: crate::retention::RetentionPolicy,
+
+    /// How often a worker removes events past their retention.
+    #[arg(long, env = "TRIGGERS_RETENTION_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
 
     /// Longest time a graceful shutdown waits for in-flight work.
     #[arg(long, env = "TRIGGERS_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]

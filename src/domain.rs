@@ -13,7 +13,7 @@ pub const MAX_NAME_CHARS: usize = 255;
 /// How long a `dedup_id` is remembered.
 pub const DEDUP_WINDOW_SECS: u64 = 24 * 60 * 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Free,
@@ -57,7 +57,7 @@ impl FromStr for Tier {
 }
 
 /// Where an event is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Accepted and waiting for its consumer.
@@ -70,19 +70,32 @@ pub enum EventStatus {
     DeadLetter,
     /// Pulled from the inbox and acknowledged by the consumer.
     Acknowledged,
+    /// Leased more times than allowed without being acknowledged: no longer
+    /// leased, until it is replayed.
+    Quarantined,
 }
 
 impl EventStatus {
-    pub const ALL: [EventStatus; 5] = [
+    pub const ALL: [EventStatus; 6] = [
         EventStatus::Queued,
         EventStatus::Delivered,
         EventStatus::Failed,
         EventStatus::DeadLetter,
         EventStatus::Acknowledged,
+        EventStatus::Quarantined,
     ];
 
     /// What the inbox shows by default: events their consumer has not had yet.
-    pub const UNDELIVERED: [EventStatus; 3] = [
+    pub const UNDELIVERED: [EventStatus; 4] = [
+        EventStatus::Queued,
+        EventStatus::Failed,
+        EventStatus::DeadLetter,
+        EventStatus::Quarantined,
+    ];
+
+    /// The states in which a lease may hand an event out: not consumed yet
+    /// and not quarantined.
+    pub const LEASABLE: [EventStatus; 3] = [
         EventStatus::Queued,
         EventStatus::Failed,
         EventStatus::DeadLetter,
@@ -103,6 +116,7 @@ impl EventStatus {
             EventStatus::Failed => "failed",
             EventStatus::DeadLetter => "dead_letter",
             EventStatus::Acknowledged => "acknowledged",
+            EventStatus::Quarantined => "quarantined",
         }
     }
 }
@@ -171,6 +185,22 @@ pub fn json_contains_nul(raw: &str) -> bool {
         && serde_json::from_str::<serde_json::Value>(raw).is_ok_and(|value| walk(&value))
 }
 
+/// Whether every number of a JSON document fits a double. Postgres stores
+/// JSON numbers as `numeric`, which refuses exponents beyond about ±16,000
+/// — an event accepted with one could never be archived — and a reader
+/// parsing JSON into doubles could not read it. Documents without a long
+/// digit run or an exponent (nearly all) are cleared without being parsed.
+pub fn json_numbers_fit(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let suspicious = bytes
+        .windows(2)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'e' | b'E'))
+        || bytes
+            .split(|b| !b.is_ascii_digit())
+            .any(|run| run.len() > 300);
+    !suspicious || serde_json::from_str::<serde_json::Value>(raw).is_ok()
+}
+
 /// A new event id and its creation time, which is the time inside the id,
 /// so ordering by id and by `created_at` agree.
 pub fn mint_event_id() -> (Uuid, DateTime<Utc>) {
@@ -204,6 +234,16 @@ mod tests {
         assert!(!json_contains_nul(r#"{"a":"\\u0000"}"#));
         assert!(!json_contains_nul(r#"{"a":"plain"}"#));
         assert!(contains_nul("a\0b"));
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_found() {
+        assert!(json_numbers_fit(
+            r#"{"a":1.5e10,"b":"3e999999 in a string"}"#
+        ));
+        assert!(json_numbers_fit(r#"{"a":12345678901234567890123}"#));
+        assert!(!json_numbers_fit(r#"{"a":1e400}"#));
+        assert!(!json_numbers_fit(r#"{"a":[1E200000]}"#));
     }
 
     #[test]

@@ -108,8 +108,18 @@ impl Events {
     }
 
     /// Sends a delivered, failed or dead-lettered event out again, as a new
-    /// series of attempts.
+    /// series of attempts; returns a quarantined event to the inbox.
     pub async fn replay(&self, organization_id: Uuid, id: Uuid) -> Result<(), EventsError> {
+        // A quarantined event goes back to the inbox: it came from a pull
+        // consumer, and needs no webhook.
+        if self
+            .store
+            .unquarantine(organization_id, id)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
         self.require_webhook(organization_id).await?;
         let rows = self.store.start_replay(organization_id, &[id]).await?;
         if rows.is_empty() {

@@ -3,14 +3,17 @@
 //! `run` starts whatever the configured role asks for on a listener the
 //! caller bound, so `main` and the integration tests start the same system.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod ratelimit;
 pub mod redis;
+pub mod retention;
 pub mod sealing;
 pub mod shutdown;
 pub mod store;
@@ -34,8 +37,10 @@ use crate::{
     config::{Config, Environment},
     events::Events,
     http::{AppState, Services},
+    leases::Leases,
     ratelimit::RateLimiter,
     redis::Keys,
+    retention::{DELETE_BATCH, RetentionSweeper},
     store::Store,
     streams::{Consumer, Intake, RetryQueue, StreamKind, Unarchived},
     workers::{
@@ -159,12 +164,15 @@ pub async fn run(
             limits,
         );
         tasks.spawn(worker.run(shutdown.clone()));
+        let sweeper = RetentionSweeper::new(store.clone(), config.retention.clone(), DELETE_BATCH);
+        tasks.spawn(sweeper.run(config.retention_interval, shutdown.clone()));
     }
     tasks.close();
 
     let state = AppState::new(Services {
         config: Arc::clone(&config),
         events: Events::new(store.clone(), unarchived, retries),
+        leases: Leases::new(store.clone(), config.max_leases),
         store,
         redis: pool.clone(),
         intake: Intake::new(pool.clone(), keys.clone()),

@@ -23,14 +23,19 @@ async fn main() -> ExitCode {
             println!("{}", Sealer::new_key_spec(id));
             return ExitCode::SUCCESS;
         }
+        // Its stdout is a table or JSON for a script: no log lines there.
+        Command::Admin(_) => "admin",
     };
-    let telemetry = telemetry::init(role);
+    let telemetry = (role != "admin").then(|| telemetry::init(role));
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
         Command::NewSecretKey { .. } => Ok(()),
+        Command::Admin(args) => triggers_api::admin::run(*args).await.map_err(Into::into),
     };
-    telemetry.shutdown().await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -11,11 +11,47 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::{
-    auth::AuthError, events::EventsError, ratelimit::RateLimit, redis::RedisError,
-    store::StoreError,
+    auth::AuthError, events::EventsError, leases::LeasesError, ratelimit::RateLimit,
+    redis::RedisError, store::StoreError,
 };
+
+/// Every error response's body, as documented in the OpenAPI document. The
+/// body itself is built in [`ApiError::into_response`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    error: String,
+    /// What went wrong, for programs.
+    code: ErrorCode,
+    /// 409 `duplicate`: the id of the event that used the `dedup_id` first.
+    original_id: Option<String>,
+    /// 429: seconds until a request may succeed (also in `Retry-After`).
+    retry_after_seconds: Option<u64>,
+}
+
+/// The machine-readable error codes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ErrorCode {
+    MalformedJson,
+    UnreadableBody,
+    InvalidCursor,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    Duplicate,
+    Conflict,
+    PayloadTooLarge,
+    Invalid,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -210,6 +246,14 @@ impl From<EventsError> for ApiError {
             }
             EventsError::Store(e) => e.into(),
             EventsError::Redis(e) => e.into(),
+        }
+    }
+}
+
+impl From<LeasesError> for ApiError {
+    fn from(err: LeasesError) -> Self {
+        match err {
+            LeasesError::Store(e) => e.into(),
         }
     }
 }

@@ -10,16 +10,13 @@ pub mod error;
 mod extract;
 mod headers;
 mod middleware;
+pub mod openapi;
 mod routes;
 pub mod server;
 
 use std::sync::Arc;
 
-use axum::{
-    Router,
-    extract::DefaultBodyLimit,
-    routing::{get, post},
-};
+use axum::{Router, extract::DefaultBodyLimit};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -27,7 +24,7 @@ use tower_http::{
 };
 
 use crate::{
-    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, events::Events,
+    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, events::Events, leases::Leases,
     ratelimit::RateLimiter, store::Store, streams::Intake,
 };
 
@@ -46,6 +43,7 @@ pub struct Services {
     pub events: Events,
     pub auth: Authenticator,
     pub limiter: RateLimiter,
+    pub leases: Leases,
     pub metrics: PrometheusHandle,
 }
 
@@ -64,35 +62,11 @@ impl std::ops::Deref for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
-        .route("/health", get(routes::health::health))
-        .route("/ready", get(routes::health::ready))
-        .route("/metrics", get(routes::health::metrics));
+    // Routes come from the OpenAPI router, so the document describes
+    // exactly what is served (see `openapi`).
+    let mut app: Router<AppState> = openapi::operations_routes().into();
     if state.config.role.runs_api() {
-        app = app
-            .route("/api/keys/generate", post(routes::keys::generate))
-            .route("/api/keys", get(routes::keys::info))
-            .route("/api/keys/rotate", post(routes::keys::rotate))
-            .route("/api/events", post(routes::events::ingest))
-            .route(
-                "/api/events/batch",
-                post(routes::batch::ingest_batch)
-                    .layer(DefaultBodyLimit::max(routes::batch::MAX_BATCH_BYTES)),
-            )
-            .route("/api/events/{id}", get(routes::events::get))
-            .route("/api/inbox", get(routes::events::inbox))
-            .route("/api/ack/{id}", post(routes::events::ack))
-            .route("/api/events/{id}/attempts", get(routes::webhooks::attempts))
-            .route("/api/events/{id}/replay", post(routes::webhooks::replay))
-            .route(
-                "/api/dlq/replay",
-                post(routes::webhooks::replay_dead_letters),
-            )
-            .route("/api/webhook/config", post(routes::webhooks::configure))
-            .route(
-                "/api/webhook/config/rotate-secret",
-                post(routes::webhooks::rotate_secret),
-            );
+        app = app.merge(Router::from(openapi::api_routes()));
     }
     app.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

@@ -1,5 +1,4 @@
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{Postgres, postgres::PgArguments, query::Query};
 use uuid::Uuid;
 
@@ -13,13 +12,17 @@ pub struct EventRow {
     #[sqlx(rename = "type")]
     pub event_type: String,
     pub dedup_id: Option<String>,
-    pub payload: Value,
+    /// The payload as Postgres prints it: JSON, passed through as is, since
+    /// its numbers may exceed what an f64 holds.
+    pub payload: String,
     pub status: EventStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// How many times a lease has handed the event out.
+    pub lease_count: i32,
 }
 
 impl EventRow {
@@ -28,8 +31,7 @@ impl EventRow {
         Self {
             id: event.id,
             organization_id: event.organization_id,
-            // The intake only accepts payloads that parse as JSON objects.
-            payload: serde_json::from_str(&event.payload).unwrap_or(Value::Null),
+            payload: event.payload,
             event_type: event.event_type,
             dedup_id: event.dedup_id,
             status: EventStatus::Queued,
@@ -38,6 +40,7 @@ impl EventRow {
             created_at: event.created_at,
             delivered_at: None,
             acknowledged_at: None,
+            lease_count: 0,
         }
     }
 
@@ -48,16 +51,17 @@ impl EventRow {
             organization_id: self.organization_id,
             event_type: self.event_type.clone(),
             dedup_id: self.dedup_id.clone(),
-            payload: self.payload.to_string(),
+            payload: self.payload.clone(),
             created_at: self.created_at,
         }
     }
 }
 
 /// The columns of [`EventRow`], as every query returns them.
-pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, payload, status, \
+pub(super) const EVENT_COLUMNS: &str = "id, organization_id, type, dedup_id, \
+                                        payload::text AS payload, status, \
                                         attempts, last_error, created_at, delivered_at, \
-                                        acknowledged_at";
+                                        acknowledged_at, lease_count";
 
 /// What an accepted event brings to its row, as parallel arrays bound to
 /// `$1`…`$6` and unnested: inserting a batch costs one statement.
@@ -191,7 +195,8 @@ impl Store {
     ) -> Result<Option<EventRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "UPDATE events SET status = $3,
-                    acknowledged_at = COALESCE(acknowledged_at, now()), updated_at = now()
+                    acknowledged_at = COALESCE(acknowledged_at, now()), updated_at = now(),
+                    lease_id = NULL, leased_until = NULL
              WHERE id = $1 AND organization_id = $2
              RETURNING {EVENT_COLUMNS}"
         ))

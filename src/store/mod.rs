@@ -3,9 +3,12 @@
 //! Every query of the service lives under this module, so the schema has one
 //! reader and one writer.
 
+mod admin;
 mod deliveries;
 mod events;
+mod leases;
 mod organizations;
+mod retention;
 mod secrets;
 mod text_enums;
 
@@ -15,8 +18,10 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 
 use crate::sealing::{Sealer, SealingError};
 
+pub use admin::{DeadLetterStats, KeyOwner};
 pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
 pub use events::{EventRow, InboxPage, InboxQuery};
+pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -110,11 +115,30 @@ impl Store {
     pub async fn prepare(&self, migrate: bool) -> Result<(), StoreError> {
         // Any constant shared by every replica; "trig" in ASCII.
         const LOCK: i64 = 0x7472_6967;
+        // Polled, not awaited: a session blocked in pg_advisory_lock keeps
+        // a transaction open, which a migration building an index
+        // CONCURRENTLY waits for, while that session waits for the lock
+        // the migrating replica holds: a deadlock.
+        const POLL: Duration = Duration::from_millis(200);
+        const MAX_WAIT: Duration = Duration::from_secs(30 * 60);
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(LOCK)
-            .execute(&mut *conn)
-            .await?;
+        let mut waited = Duration::ZERO;
+        loop {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+            if locked {
+                break;
+            }
+            if waited >= MAX_WAIT {
+                return Err(StoreError::Query(sqlx::Error::Protocol(
+                    "another process has been migrating the database for 30 minutes".into(),
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+            waited += POLL;
+        }
         let prepared = async {
             if migrate {
                 MIGRATOR.run_direct(&mut *conn).await?;

@@ -53,7 +53,7 @@ impl KeyCredentials {
 }
 
 /// The columns of [`OrganizationRow`].
-const ORGANIZATION_COLUMNS: &str = "id, name, tier, rate_limit_per_minute, webhook_url, \
+pub(super) const ORGANIZATION_COLUMNS: &str = "id, name, tier, rate_limit_per_minute, webhook_url, \
                                     webhook_enabled, webhook_disabled_reason, created_at";
 /// The columns of [`ApiKeyRow`].
 const API_KEY_COLUMNS: &str = "id, lookup_prefix, created_at, revoked_at";

@@ -1,21 +1,26 @@
 //! Integration tests: the real service against the real Redis and Postgres
 //! that `scripts/test.sh` starts (`REDIS_URL`, `DATABASE_URL`).
 
+mod admin;
 mod archive;
 mod batch;
 mod cluster;
 mod collector;
 mod delivery;
+mod examples;
 mod flow;
 mod fuzz;
 mod helpers;
 mod isolation;
+mod leases;
+mod openapi;
 mod operations;
 mod outages;
 mod private_deps;
 mod process;
 mod receiver;
 mod replicas;
+mod retention;
 mod security;
 mod traces;
 mod validation;

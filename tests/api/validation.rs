@@ -69,6 +69,12 @@ async fn every_bad_event_gets_its_status_and_a_json_error() {
             "invalid",
         ),
         (b"{\"type\":\"t\"}".to_vec(), 422, "invalid"),
+        // Postgres cannot store it: accepted, it could never be archived.
+        (
+            b"{\"type\":\"t\",\"payload\":{\"n\":1e200000}}".to_vec(),
+            422,
+            "invalid",
+        ),
         (b"{\"type\":\"t\",\"payload\":[1]}".to_vec(), 422, "invalid"),
         (
             b"{\"type\":\"t\",\"payload\":\"s\"}".to_vec(),

@@ -10,6 +10,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
@@ -19,7 +20,7 @@ use super::{
 use crate::{
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody, ErrorCode},
         extract::{Caller, JsonBody, parse_json},
     },
     metrics::EVENTS_ACCEPTED,
@@ -32,16 +33,18 @@ pub const MAX_BATCH_EVENTS: usize = 1_000;
 /// Largest batch body.
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Batch {
     /// Parsed one by one, so one malformed event refuses only itself.
+    #[schema(value_type = Vec<NewEvent>, min_items = 1, max_items = 1000)]
     events: Vec<Box<RawValue>>,
 }
 
 /// What became of one event of the batch: the status and body that
 /// `POST /api/events` would have answered for it alone.
-#[derive(Serialize)]
-struct ItemResult {
+#[derive(Serialize, ToSchema)]
+pub struct ItemResult {
+    /// 202, 409, 422 or 429.
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<Uuid>,
@@ -51,6 +54,7 @@ struct ItemResult {
     )]
     created_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ErrorCode>)]
     code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -71,16 +75,36 @@ impl ItemResult {
     }
 }
 
-#[derive(Serialize)]
-struct BatchResult {
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
     accepted: usize,
     refused: usize,
     /// One per event, in the order sent.
     results: Vec<ItemResult>,
 }
 
+/// A refused batch: the results of its events, or the request's error.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum BatchRefused {
+    Results(BatchResult),
+    Error(ErrorBody),
+}
+
 /// Answers 200 with a result per event; 429 (with the same body) only when
 /// the limit refused every event, so a client backs off without reading it.
+#[utoipa::path(
+    post,
+    path = "/api/events/batch",
+    tag = "events",
+    request_body = Batch,
+    responses(
+        (status = 200, description = "A result per event, in order", body = BatchResult),
+        (status = 413, description = "The body is over 1 MiB (`payload_too_large`)", body = ErrorBody),
+        (status = 429, description = "The rate limit refused every event (the results), or the request itself", body = BatchRefused),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     caller: Caller,

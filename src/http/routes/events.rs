@@ -9,17 +9,19 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, value::RawValue};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul, mint_event_id,
+        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul,
+        json_numbers_fit, mint_event_id,
     },
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody},
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
@@ -28,13 +30,24 @@ use crate::{
     telemetry::TraceContext,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewEvent {
+    /// What happened, e.g. `order.created`.
     #[serde(rename = "type")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     event_type: String,
+    /// Refused with 409 when used by another event in the last 24 hours.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
     dedup_id: Option<String>,
-    /// Kept as the client's exact bytes: validated, never re-serialised.
+    /// Any JSON object, stored and delivered exactly as sent; its strings
+    /// may not contain U+0000, its numbers must fit a double.
+    // Kept as the client's exact bytes: validated, never re-serialised.
+    #[schema(schema_with = crate::http::openapi::payload_ref)]
     payload: Box<RawValue>,
 }
 
@@ -56,6 +69,11 @@ impl NewEvent {
         if !self.payload.get().starts_with('{') {
             return Err(ApiError::Unprocessable(
                 "`payload` must be a JSON object".into(),
+            ));
+        }
+        if !json_numbers_fit(self.payload.get()) {
+            return Err(ApiError::Unprocessable(
+                "`payload` numbers must be within the range of a double (about ±1.8e308)".into(),
             ));
         }
         if contains_nul(&self.event_type)
@@ -83,8 +101,8 @@ impl NewEvent {
     }
 }
 
-#[derive(Serialize)]
-struct Accepted {
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
     id: Uuid,
     #[serde(rename = "type")]
     event_type: String,
@@ -99,6 +117,17 @@ pub(super) fn rejected(reason: &'static str) {
 }
 
 /// `POST /api/events`: 202 once Redis holds the event, with its final id.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    tag = "events",
+    request_body = NewEvent,
+    responses(
+        (status = 202, description = "Stored: the id is the event's for good", body = Accepted),
+        (status = 409, description = "`dedup_id` used in the last 24 hours; `original_id` is that event's", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,14 +177,15 @@ pub async fn ingest(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventView {
     id: Uuid,
     organization_id: Uuid,
     #[serde(rename = "type")]
     event_type: String,
     dedup_id: Option<String>,
-    payload: Value,
+    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    payload: Box<RawValue>,
     status: EventStatus,
     attempts: i32,
     last_error: Option<String>,
@@ -165,6 +195,8 @@ pub struct EventView {
     delivered_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_opt")]
     acknowledged_at: Option<DateTime<Utc>>,
+    /// How many times a lease has handed the event out.
+    lease_count: i32,
 }
 
 impl From<EventRow> for EventView {
@@ -174,18 +206,30 @@ impl From<EventRow> for EventView {
             organization_id: row.organization_id,
             event_type: row.event_type,
             dedup_id: row.dedup_id,
-            payload: row.payload,
+            // Postgres and the intake only hold valid JSON; `null` rather
+            // than a failed response should that ever not be so.
+            payload: RawValue::from_string(row.payload)
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
             status: row.status,
             attempts: row.attempts,
             last_error: row.last_error,
             created_at: row.created_at,
             delivered_at: row.delivered_at,
             acknowledged_at: row.acknowledged_at,
+            lease_count: row.lease_count,
         }
     }
 }
 
 /// `GET /api/events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/events/{id}",
+    tag = "events",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event", body = EventView)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -195,15 +239,25 @@ pub async fn get(
     Ok((limit, Json(EventView::from(row))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboxParams {
+    /// `undelivered` (default: queued, failed, dead_letter, quarantined),
+    /// `all`, or a comma-separated list of statuses.
+    #[param(
+        pattern = r"^\s*(undelivered|all|(queued|delivered|failed|dead_letter|acknowledged|quarantined)\s*(,\s*(queued|delivered|failed|dead_letter|acknowledged|quarantined)\s*)*)?\s*$"
+    )]
     status: Option<String>,
+    /// Events per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct InboxResponse {
+#[derive(Serialize, ToSchema)]
+pub struct InboxResponse {
     events: Vec<EventView>,
     next_cursor: Option<String>,
     has_more: bool,
@@ -219,7 +273,7 @@ fn parse_statuses(raw: Option<&str>) -> Result<Vec<EventStatus>, ApiError> {
                 s.trim().parse::<EventStatus>().map_err(|_| {
                     ApiError::Unprocessable(format!(
                         "unknown status `{}`: use undelivered, all, queued, delivered, failed, \
-                         dead_letter or acknowledged (comma-separated)",
+                         dead_letter, acknowledged or quarantined (comma-separated)",
                         s.trim()
                     ))
                 })
@@ -229,6 +283,17 @@ fn parse_statuses(raw: Option<&str>) -> Result<Vec<EventStatus>, ApiError> {
 }
 
 /// `GET /api/inbox`: newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/inbox",
+    tag = "inbox",
+    params(InboxParams),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = InboxResponse),
+        (status = 400, description = "`invalid_cursor`: not a cursor we issued", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn inbox(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -277,6 +342,14 @@ pub async fn inbox(
 }
 
 /// `POST /api/ack/{id}`: the consumer has the event. Idempotent.
+#[utoipa::path(
+    post,
+    path = "/api/ack/{id}",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event, acknowledged", body = EventView)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ack(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,

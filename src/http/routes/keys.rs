@@ -9,6 +9,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
@@ -17,21 +18,28 @@ use crate::{
     domain::{MAX_NAME_CHARS, Tier, contains_nul},
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody},
         extract::{JsonBody, Limited},
     },
     store::NewOrganization,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct GenerateRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    )]
     organization_name: String,
+    /// Default `free`.
     #[serde(default)]
+    #[schema(value_type = Option<Tier>)]
     tier: Option<String>,
 }
 
-#[derive(Serialize)]
-struct NewKeyResponse {
+#[derive(Serialize, ToSchema)]
+pub struct NewKeyResponse {
     organization_id: Uuid,
     organization_name: String,
     tier: Tier,
@@ -54,6 +62,17 @@ fn admin_allowed(expected: &str, headers: &HeaderMap) -> bool {
 }
 
 /// `POST /api/keys/generate`: a new organization and its first key.
+#[utoipa::path(
+    post,
+    path = "/api/keys/generate",
+    tag = "keys",
+    request_body = GenerateRequest,
+    responses(
+        (status = 201, description = "The organization and its key, shown once", body = NewKeyResponse),
+        (status = 401, description = "The admin token is required and was not presented", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn generate(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -106,8 +125,8 @@ pub async fn generate(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(Serialize)]
-struct KeyInfo {
+#[derive(Serialize, ToSchema)]
+pub struct KeyInfo {
     key_prefix: String,
     current: bool,
     #[serde(serialize_with = "rfc3339")]
@@ -116,20 +135,22 @@ struct KeyInfo {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct WebhookInfo {
+#[derive(Serialize, ToSchema)]
+pub struct WebhookInfo {
     url: Option<String>,
     enabled: bool,
     /// Why pushing stopped (e.g. the endpoint answered 410 Gone).
     disabled_reason: Option<String>,
 }
 
-#[derive(Serialize)]
-struct OrganizationInfo {
+#[derive(Serialize, ToSchema)]
+pub struct OrganizationInfo {
     organization_id: Uuid,
     organization_name: String,
     tier: Tier,
     rate_limit_per_minute: i32,
+    /// How long delivered and acknowledged events are kept, in days.
+    retention_days: u64,
     webhook: WebhookInfo,
     #[serde(serialize_with = "rfc3339")]
     created_at: DateTime<Utc>,
@@ -137,6 +158,16 @@ struct OrganizationInfo {
 }
 
 /// `GET /api/keys`: the caller's organization, never a key.
+#[utoipa::path(
+    get,
+    path = "/api/keys",
+    tag = "keys",
+    responses(
+        (status = 200, description = "The organization", body = OrganizationInfo),
+        (status = 404, description = "The organization is gone", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn info(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -152,6 +183,7 @@ pub async fn info(
         organization_name: org.name,
         tier: org.tier,
         rate_limit_per_minute: org.rate_limit_per_minute,
+        retention_days: state.config.retention.days(org.tier),
         webhook: WebhookInfo {
             url: org.webhook_url,
             enabled: org.webhook_enabled,
@@ -171,8 +203,8 @@ pub async fn info(
     Ok((limit, Json(body)))
 }
 
-#[derive(Serialize)]
-struct RotatedKey {
+#[derive(Serialize, ToSchema)]
+pub struct RotatedKey {
     organization_id: Uuid,
     api_key: String,
     key_prefix: String,
@@ -183,6 +215,13 @@ struct RotatedKey {
 
 /// `POST /api/keys/rotate`: a new key; the presented one stops working on
 /// every replica.
+#[utoipa::path(
+    post,
+    path = "/api/keys/rotate",
+    tag = "keys",
+    responses((status = 200, description = "The new key, shown once", body = RotatedKey)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,

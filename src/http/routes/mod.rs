@@ -2,6 +2,7 @@ pub mod batch;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod leases;
 pub mod webhooks;
 
 use chrono::{DateTime, SecondsFormat, Utc};

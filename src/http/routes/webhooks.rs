@@ -3,6 +3,7 @@
 use axum::{Json, body::Bytes, extract::State, http::StatusCode, response::IntoResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{rfc3339, rfc3339_opt};
@@ -10,7 +11,7 @@ use crate::{
     domain::EventStatus,
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody},
         extract::{EventId, JsonBody, Limited, parse_json},
     },
     store::{AttemptRow, SECRET_ROTATION_GRACE_HOURS},
@@ -20,13 +21,15 @@ use crate::{
 /// Most dead letters one `POST /api/dlq/replay` call replays.
 const DLQ_REPLAY_BATCH: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct WebhookConfig {
+    /// An http or https URL of a public address.
+    #[schema(format = "uri")]
     webhook_url: String,
 }
 
-#[derive(Serialize)]
-struct WebhookConfigured {
+#[derive(Serialize, ToSchema)]
+pub struct WebhookConfigured {
     webhook_url: String,
     enabled: bool,
     /// `whsec_…`: verify `webhook-signature` with it.
@@ -34,6 +37,14 @@ struct WebhookConfigured {
 }
 
 /// `POST /api/webhook/config`: where to push; (re-)enables pushing.
+#[utoipa::path(
+    post,
+    path = "/api/webhook/config",
+    tag = "webhooks",
+    request_body = WebhookConfig,
+    responses((status = 200, description = "The webhook and its signing secret", body = WebhookConfigured)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn configure(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -59,8 +70,8 @@ pub async fn configure(
     Ok((limit, Json(body)))
 }
 
-#[derive(Serialize)]
-struct SecretRotated {
+#[derive(Serialize, ToSchema)]
+pub struct SecretRotated {
     secret: String,
     /// Until then messages are signed with the previous secret as well.
     #[serde(serialize_with = "rfc3339")]
@@ -69,6 +80,16 @@ struct SecretRotated {
 
 /// `POST /api/webhook/config/rotate-secret`: a new signing secret; the old
 /// one keeps signing alongside it for a grace period.
+#[utoipa::path(
+    post,
+    path = "/api/webhook/config/rotate-secret",
+    tag = "webhooks",
+    responses(
+        (status = 200, description = "The new signing secret", body = SecretRotated),
+        (status = 404, description = "No webhook is configured", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -86,8 +107,8 @@ pub async fn rotate_secret(
     Ok((limit, Json(body)))
 }
 
-#[derive(Serialize)]
-struct AttemptView {
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
     event_id: Uuid,
     attempt: i32,
     #[serde(serialize_with = "rfc3339")]
@@ -113,7 +134,21 @@ impl From<AttemptRow> for AttemptView {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Attempts {
+    /// Oldest first.
+    attempts: Vec<AttemptView>,
+}
+
 /// `GET /api/events/{id}/attempts`: every delivery attempt, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/events/{id}/attempts",
+    tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses((status = 200, description = "The event's delivery attempts", body = Attempts)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn attempts(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -124,17 +159,29 @@ pub async fn attempts(
         .attempts(caller.org.organization_id, id)
         .await?;
     let attempts: Vec<AttemptView> = attempts.into_iter().map(AttemptView::from).collect();
-    Ok((limit, Json(serde_json::json!({ "attempts": attempts }))))
+    Ok((limit, Json(Attempts { attempts })))
 }
 
-#[derive(Serialize)]
-struct Replayed {
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
     id: Uuid,
     status: EventStatus,
 }
 
 /// `POST /api/events/{id}/replay`: a delivered, failed or dead-lettered event
-/// goes out again, as a new series of attempts.
+/// goes out again, as a new series of attempts; a quarantined event goes
+/// back to the inbox, to be leased again.
+#[utoipa::path(
+    post,
+    path = "/api/events/{id}/replay",
+    tag = "webhooks",
+    params(("id" = Uuid, Path, description = "The event's id")),
+    responses(
+        (status = 202, description = "Queued again", body = Replayed),
+        (status = 409, description = "No webhook is configured, or the event has nothing to replay yet", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn replay(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
@@ -148,29 +195,52 @@ pub async fn replay(
     Ok((StatusCode::ACCEPTED, limit, Json(body)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct DlqReplay {
+    /// Only events dead-lettered at or after this time (RFC 3339).
     #[serde(default)]
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")]
     since: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DlqReplayed {
+    replayed: usize,
+    /// More dead letters are left: call again.
+    has_more: bool,
 }
 
 /// `POST /api/dlq/replay`: the organization's dead-lettered events (those
 /// dead-lettered at or after `since`, if given) go out again.
+#[utoipa::path(
+    post,
+    path = "/api/dlq/replay",
+    tag = "webhooks",
+    request_body(content = Option<DlqReplay>, description = "Optional: no body replays every dead letter"),
+    responses(
+        (status = 202, description = "Queued again", body = DlqReplayed),
+        (status = 409, description = "No webhook is configured", body = ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
     Limited { caller, limit }: Limited,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The body is optional: none means every dead letter.
+    // The body is optional: none (or `null`) means every dead letter.
     let since = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        parse_json::<DlqReplay>(&body)?.since
+        parse_json::<Option<DlqReplay>>(&body)?.and_then(|r| r.since)
     };
     let batch = state
         .events
         .replay_dead_letters(caller.org.organization_id, since, DLQ_REPLAY_BATCH)
         .await?;
-    let body = serde_json::json!({ "replayed": batch.replayed, "has_more": batch.has_more });
+    let body = DlqReplayed {
+        replayed: batch.replayed,
+        has_more: batch.has_more,
+    };
     Ok((StatusCode::ACCEPTED, limit, Json(body)))
 }

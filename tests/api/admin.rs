@@ -1,0 +1,123 @@
+//! `triggers-api admin`: the real binary against the service's Postgres and
+//! Redis, as an operator would run it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, eventually, spawn_app};
+
+/// Runs `triggers-api admin <args>` in the app's world; (exit ok, stdout, stderr).
+async fn admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_triggers-api"))
+        .arg("admin")
+        .args(args)
+        .env("TRIGGERS_REDIS_PREFIX", &app.config.redis_prefix)
+        .env(
+            "TRIGGERS_STREAM_SHARDS",
+            app.config.stream_shards.to_string(),
+        )
+        .output()
+        .await
+        .expect("run triggers-api admin");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn admin_json(app: &TestApp, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let (ok, stdout, stderr) = admin(app, &with_json).await;
+    assert!(ok, "admin {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_manages_organizations_keys_events_and_streams() {
+    let app = spawn_app().await;
+
+    let created = admin_json(
+        &app,
+        &["orgs", "create", "--name", "ops-made", "--tier", "pro"],
+    )
+    .await;
+    let org = created["organization_id"].as_str().expect("id").to_owned();
+    let key = created["api_key"].as_str().expect("key").to_owned();
+    assert_eq!(created["retention_days"], 30);
+    let id = app
+        .send(&key, "admin.test", serde_json::json!({ "n": 1 }))
+        .await;
+
+    let listed = admin_json(&app, &["orgs", "list"]).await;
+    assert!(
+        listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|o| o["organization_id"] == org.as_str())
+    );
+
+    // A tier change reaches the running service (its key cache is told).
+    let moved = admin_json(&app, &["orgs", "set-tier", &org, "business"]).await;
+    assert_eq!(moved[0]["tier"], "business");
+    eventually(Duration::from_secs(10), || async {
+        let info: Value = app.get(&key, "/api/keys").await.json().await.expect("info");
+        info["rate_limit_per_minute"] == 10_000 && info["retention_days"] == 90
+    })
+    .await;
+
+    let event = eventually(Duration::from_secs(15), || async {
+        let (ok, stdout, _) = admin(&app, &["events", "get", &id, "--json"]).await;
+        ok.then(|| serde_json::from_str::<Value>(&stdout).expect("event JSON"))
+    })
+    .await;
+    assert_eq!(event["organization_id"], org.as_str());
+    assert_eq!(event["payload"]["n"], 1);
+
+    let streams = admin_json(&app, &["streams", "info"]).await;
+    let groups: Vec<&str> = streams
+        .as_array()
+        .expect("streams")
+        .iter()
+        .flat_map(|s| s["groups"].as_array().into_iter().flatten())
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(
+        groups.contains(&"archive") && groups.contains(&"delivery"),
+        "{groups:?}"
+    );
+
+    let stats = admin_json(&app, &["dlq", "stats"]).await;
+    assert!(stats.is_array());
+    let replayed = admin(&app, &["dlq", "replay", "--org", &org]).await;
+    assert!(!replayed.0, "replaying needs a webhook");
+    assert!(replayed.2.contains("webhook"), "{}", replayed.2);
+
+    // Revoking by prefix stops the key on the running service.
+    let keys = admin_json(&app, &["keys", "list", "--org", &org]).await;
+    let prefix = keys[0]["key_prefix"].as_str().expect("prefix").to_owned();
+    assert!(key.starts_with(&prefix));
+    let revoked = admin_json(&app, &["keys", "revoke", &prefix]).await;
+    assert!(revoked["revoked_at"].is_string());
+    eventually(Duration::from_secs(5), || async {
+        app.get(&key, "/api/keys").await.status() == 401
+    })
+    .await;
+
+    // Errors are one clear line and a failing exit status.
+    let (ok, _, stderr) = admin(&app, &["events", "get", &uuid::Uuid::now_v7().to_string()]).await;
+    assert!(!ok);
+    assert!(stderr.contains("no archived event"), "{stderr}");
+    let (ok, _, stderr) = admin(&app, &["orgs", "set-tier", &org, "gold"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("use free, pro, business or enterprise"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = admin(&app, &["orgs", "list"]).await;
+    assert!(ok && stdout.contains("ops-made"), "a table by default");
+    app.stop().await;
+}
