@@ -34,7 +34,7 @@ use crate::{
         failures::{FailureLimits, Failures},
         hasher::Hasher,
     },
-    config::{Config, Environment},
+    config::{Config, Environment, SecuritySettings},
     events::Events,
     http::{AppState, Services},
     leases::Leases,
@@ -59,7 +59,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let sealer = Arc::new(sealer(&config)?);
+    let sealer = Arc::new(sealer(&config.security)?);
     announce_sign_up(&config);
     let store = Store::connect(&config.database.database_url, config.db_pool_size)
         .await
@@ -202,16 +202,16 @@ pub async fn run(
     Ok(())
 }
 
-/// The keys sealing webhook secrets. Production refuses to start without
-/// one; development falls back to a publicly known key, loudly.
-fn sealer(config: &Config) -> anyhow::Result<sealing::Sealer> {
+/// The keys sealing webhook secrets, for `serve` and `admin` alike.
+/// Production refuses to start without one; development falls back to a
+/// publicly known key, loudly.
+pub fn sealer(security: &SecuritySettings) -> anyhow::Result<sealing::Sealer> {
     // Empty counts as unset: compose files pass `${VAR:-}` through.
-    let spec = config
-        .security
+    let spec = security
         .secret_keys
         .as_ref()
         .filter(|s| !s.expose().trim().is_empty());
-    match (spec, config.security.environment) {
+    match (spec, security.environment) {
         (Some(spec), _) => {
             sealing::Sealer::from_spec(spec.expose()).context("TRIGGERS_SECRET_KEYS is invalid")
         }

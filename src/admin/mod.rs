@@ -50,6 +50,11 @@ pub struct AdminArgs {
     #[arg(long, env = "TRIGGERS_RETENTION", default_value = DEFAULT_RETENTION, value_parser = RetentionPolicy::parse)]
     pub retention: RetentionPolicy,
 
+    /// The same key settings as the service's, to open sealed webhook
+    /// secrets (dead-letter replays look the webhook up).
+    #[command(flatten)]
+    pub security: crate::config::SecuritySettings,
+
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -170,6 +175,8 @@ pub enum AdminError {
     Invalid(String),
     #[error("cannot print: {0}")]
     Output(#[from] std::io::Error),
+    #[error("{0}")]
+    SecretKeys(String),
 }
 
 /// Stops dead-letter replays of one organization from running forever
@@ -186,9 +193,12 @@ struct Admin {
 }
 
 pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
+    let sealer =
+        crate::sealer(&args.security).map_err(|e| AdminError::SecretKeys(format!("{e:#}")))?;
     let store = Store::connect(&args.database.database_url, 2)
         .await
-        .map_err(AdminError::Postgres)?;
+        .map_err(AdminError::Postgres)?
+        .with_sealer(std::sync::Arc::new(sealer));
     let admin = Admin {
         store,
         keys: Keys::new(&args.redis_prefix, args.stream_shards),

@@ -12,6 +12,8 @@ async fn admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_triggers-api"))
         .arg("admin")
         .args(args)
+        // The test service seals secrets with the development key.
+        .env("TRIGGERS_ENV", "development")
         .env("TRIGGERS_REDIS_PREFIX", &app.config.redis_prefix)
         .env(
             "TRIGGERS_STREAM_SHARDS",
