@@ -69,6 +69,10 @@ class Service:
             "TRIGGERS_ROLE": role,
             "TRIGGERS_REDIS_PREFIX": prefix,
             "TRIGGERS_ALLOW_PRIVATE_WEBHOOKS": "true",
+            # A machine of our own: no secret key needed, organizations
+            # created through the API like any client.
+            "TRIGGERS_ENV": "development",
+            "TRIGGERS_ALLOW_OPEN_SIGNUP": "true",
             "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
         })
         env.update(extra_env or {})

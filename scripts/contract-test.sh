@@ -36,13 +36,23 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 BASE="http://127.0.0.1:$PORT"
 PREFIX="contract-$$-$RANDOM"
 LOG="$(mktemp -t triggers-contract.XXXXXX.log)"
+# A database of its own: the dev database holds rows other tests sealed with
+# keys this run does not have, and the service rightly logs those as errors.
+ADMIN_DB_URL="$DATABASE_URL"
+DB_NAME="contract_${$}_$RANDOM"
+psql -q "$ADMIN_DB_URL" -c "CREATE DATABASE $DB_NAME" >/dev/null
+export DATABASE_URL="${ADMIN_DB_URL%/*}/$DB_NAME"
+# Development mode and open sign-up: schemathesis creates organizations
+# through POST /api/keys/generate like any client, and no secret key is needed.
 TRIGGERS_LISTEN="127.0.0.1:$PORT" TRIGGERS_REDIS_PREFIX="$PREFIX" \
     TRIGGERS_CONSUMER_NAME="$PREFIX" TRIGGERS_STREAM_SHARDS=2 RUST_LOG=warn \
+    TRIGGERS_ENV=development TRIGGERS_ALLOW_OPEN_SIGNUP=true \
     "$BINARY" serve >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
+    psql -q "$ADMIN_DB_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
