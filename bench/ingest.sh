@@ -95,6 +95,15 @@ for n in range(1, orgs + 1):
         key = json.loads(text)["api_key"]
     except (ValueError, KeyError, TypeError):
         fail(f"no api_key in response: {text[:300]}")
+    # Verify each key once, one at a time, before timing: argon2 is not what
+    # is measured, and a burst of first uses from one address would count
+    # against the per-address limit on unverified keys (429).
+    try:
+        check = urllib.request.Request(f"{base}/api/keys", headers={"X-API-Key": key})
+        with urllib.request.urlopen(check, timeout=10) as r:
+            r.read()
+    except (urllib.error.HTTPError, OSError) as e:
+        fail(f"GET /api/keys with a new key failed: {e}")
     keys.append(key)
 
 with open(os.environ["KEYS_FILE"], "w") as f:
