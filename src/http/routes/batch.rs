@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    events::{NewEvent, rejected},
+    events::{NewEvent, refuse_request, rejected},
     rfc3339_opt,
 };
 use crate::{
@@ -122,18 +122,7 @@ pub async fn ingest_batch(
     });
     let batch = match batch {
         Ok(batch) => batch,
-        Err(err) => {
-            rejected(match err {
-                ApiError::PayloadTooLarge => "too_large",
-                _ => "invalid",
-            });
-            // An unreadable batch is still a request: it counts, and says so.
-            let limit = state.limiter.check(&org).await?;
-            if limit.retry_after.is_some() {
-                return Err(ApiError::RateLimited(limit));
-            }
-            return Ok((limit, err).into_response());
-        }
+        Err(err) => return refuse_request(&state, &org, err).await,
     };
     // Invalid events keep their place (and count against the limit).
     let parsed: Vec<Result<NewEvent, ApiError>> = batch

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, contains_nul, json_contains_nul,
+        EventRecord, EventStatus, MAX_NAME_CHARS, OrgContext, contains_nul, json_contains_nul,
         json_numbers_fit, mint_event_id,
     },
     http::{
@@ -116,6 +116,24 @@ pub(super) fn rejected(reason: &'static str) {
     metrics::counter!(EVENTS_REJECTED, "reason" => reason).increment(1);
 }
 
+/// Answers an ingest request refused as a whole. An invalid request is
+/// still a request: it counts against the limit, and says so.
+pub(super) async fn refuse_request(
+    state: &AppState,
+    org: &OrgContext,
+    err: ApiError,
+) -> Result<Response, ApiError> {
+    rejected(match err {
+        ApiError::PayloadTooLarge => "too_large",
+        _ => "invalid",
+    });
+    let limit = state.limiter.check(org).await?;
+    if limit.retry_after.is_some() {
+        return Err(ApiError::RateLimited(limit));
+    }
+    Ok((limit, err).into_response())
+}
+
 /// `POST /api/events`: 202 once Redis holds the event, with its final id.
 #[utoipa::path(
     post,
@@ -136,18 +154,7 @@ pub async fn ingest(
     let org = caller.org;
     let event = match body.and_then(|JsonBody(e)| e.validate().map(|()| e)) {
         Ok(event) => event,
-        Err(err) => {
-            rejected(match err {
-                ApiError::PayloadTooLarge => "too_large",
-                _ => "invalid",
-            });
-            // An invalid request is still a request: it counts, and says so.
-            let limit = state.limiter.check(&org).await?;
-            if limit.retry_after.is_some() {
-                return Err(ApiError::RateLimited(limit));
-            }
-            return Ok((limit, err).into_response());
-        }
+        Err(err) => return refuse_request(&state, &org, err).await,
     };
     let record = event.into_record(org.organization_id);
     let (id, created_at) = (record.id, record.created_at);
