@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/triggers-api")
+BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/triggers-api"))
 DELIVERY_BENCH = os.path.join(ROOT, "target/release/examples/delivery_bench")
 PORT = int(os.environ.get("BENCH_PORT", "18090"))
 DURATION = os.environ.get("DURATION", "15s")

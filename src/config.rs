@@ -129,6 +129,13 @@ pub struct Config {
     #[arg(long, env = "TRIGGERS_ARCHIVE_BATCH", default_value_t = 500)]
     pub archive_batch: u64,
 
+    /// Archivers in this process, each its own consumer of the streams and
+    /// its own Postgres connection. One waits for each insert before reading
+    /// again; a second reads and inserts while the first waits, which is
+    /// where most of the archive's speed comes from.
+    #[arg(long, env = "TRIGGERS_ARCHIVERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub archivers: u16,
+
     /// How long a verified API key stays in this process's memory. Rotation
     /// is pushed to every replica at once; this bounds a push that was
     /// missed or raced with a lookup, so keep it at most a second.

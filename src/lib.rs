@@ -118,15 +118,6 @@ pub async fn run(
         let name = config.consumer_name();
         // Both groups exist before either worker trims a stream, so neither
         // can trim away an entry the other has not consumed.
-        let archive_consumer = Consumer::join(
-            redis::connect_client(&config.redis_url).await?,
-            pool.clone(),
-            &keys,
-            &[StreamKind::Events],
-            archiver::GROUP,
-            &name,
-        )
-        .await?;
         let delivery_consumer = Consumer::join(
             redis::connect_client(&config.redis_url).await?,
             pool.clone(),
@@ -136,17 +127,34 @@ pub async fn run(
             &name,
         )
         .await?;
-        let archiver = Archiver::new(
-            store.clone(),
-            unarchived.clone(),
-            archive_consumer,
-            Settings {
-                batch: config.archive_batch.max(1),
-                claim_after: config.visibility_timeout,
-                store_retry_max: config.outages.store_retry_max,
-            },
-        );
-        tasks.spawn(archiver.run(shutdown.clone()));
+        for n in 0..config.archivers {
+            // The first keeps the process's name, so entries it held before
+            // a restart are its own again at once.
+            let consumer_name = match n {
+                0 => name.clone(),
+                n => format!("{name}-archiver-{n}"),
+            };
+            let consumer = Consumer::join(
+                redis::connect_client(&config.redis_url).await?,
+                pool.clone(),
+                &keys,
+                &[StreamKind::Events],
+                archiver::GROUP,
+                &consumer_name,
+            )
+            .await?;
+            let archiver = Archiver::new(
+                store.clone(),
+                unarchived.clone(),
+                consumer,
+                Settings {
+                    batch: config.archive_batch.max(1),
+                    claim_after: config.visibility_timeout,
+                    store_retry_max: config.outages.store_retry_max,
+                },
+            );
+            tasks.spawn(archiver.run(shutdown.clone()));
+        }
         let limits = Limits {
             total: config.delivery_concurrency,
             per_org: config.delivery_per_org,

@@ -1,14 +1,20 @@
 //! The only place API keys are hashed: a few dedicated threads with a
 //! short queue in front.
 //!
-//! argon2id (the crate's defaults: 19 MiB, 2 passes) is slow and large on
-//! purpose. Run on tokio's blocking pool, each concurrent verification got
-//! a thread of its own (up to 512) and glibc gave each thread its own malloc
-//! arena, which kept the 19 MiB after the hash was done: RSS grew by about
-//! that much per concurrent verification and never came back. Here a fixed
-//! number of threads each own one reusable block buffer, so memory is
-//! bounded by threads × 19 MiB whatever the load, and a job that finds the
-//! queue full is refused at once instead of waiting.
+//! argon2id is slow and large on purpose. Run on tokio's blocking pool, each
+//! concurrent verification got a thread of its own (up to 512) and glibc
+//! gave each thread its own malloc arena, which kept the hash's memory after
+//! it was done: RSS grew with every concurrent verification and never came
+//! back. Here a fixed number of threads each own one reusable block buffer,
+//! so memory is bounded by threads × the hash's memory whatever the load,
+//! and a job that finds the queue full is refused at once instead of waiting.
+//!
+//! New keys are hashed with 7 MiB and 5 passes ([`keys::key_params`]), one
+//! of the settings OWASP lists as equal in strength to the crate's default
+//! of 19 MiB and 2 passes: about the same work per guess, under half the
+//! memory each thread keeps. A stored hash is verified with the parameters
+//! it names, so keys made with the older default keep working (a thread
+//! that verifies one grows its buffer to 19 MiB).
 
 use std::sync::{
     Arc, Mutex,
@@ -165,7 +171,7 @@ fn verify_with(memory: &mut Vec<Block>, key: &str, stored: &str) -> Result<bool,
 fn generate_with(memory: &mut Vec<Block>) -> Result<NewKey, HashError> {
     let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
     let (plaintext, lookup) = keys::new_plaintext();
-    let params = Params::default();
+    let params = keys::key_params().map_err(|e| HashError::Failed(e.to_string()))?;
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(|e| failed(&e))?;
@@ -213,6 +219,27 @@ mod tests {
                 .await
                 .unwrap_or(false)
         );
+    }
+
+    #[tokio::test]
+    async fn new_keys_use_the_small_parameters_and_old_hashes_still_verify() {
+        let hasher = Hasher::start(1, 2).unwrap();
+        let key = hasher.generate().await.unwrap();
+        let expected = format!("m={},t={},p=1", keys::KEY_MEMORY_KIB, keys::KEY_PASSES);
+        assert!(key.hash.contains(&expected), "{}", key.hash);
+        assert!(keys::generate().unwrap().hash.contains(&expected));
+
+        // A key hashed with the crate's default (19 MiB, 2 passes), as keys
+        // made before the change were.
+        use argon2::PasswordHasher;
+        let salt = SaltString::generate(&mut OsRng);
+        let old = Argon2::default()
+            .hash_password(key.plaintext.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        assert!(old.contains("m=19456,t=2,p=1"), "{old}");
+        assert!(hasher.verify(&key.plaintext, &old).await.unwrap());
+        assert!(!hasher.verify("tk_wrong", &old).await.unwrap());
     }
 
     #[tokio::test]

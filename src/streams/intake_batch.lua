@@ -1,8 +1,10 @@
 -- Admits a batch of one organization's events, each as intake.lua admits
 -- one: rate limit, then dedup, then enqueue, all or nothing per event.
 -- (Appended to gcra.lua.) Every event, valid or not, counts against the
--- limit; once one is refused the rest are too, since the allowance does not
--- grow within one call.
+-- limit, in order: the first ones the allowance covers are admitted and the
+-- rest refused, as the same events sent one by one would be. The limit state
+-- and the index of unarchived events are each written once per batch, so an
+-- event costs Redis little more than its XADD.
 --
 -- KEYS[1] the organization's rate-limit state
 -- KEYS[2] the shard's event stream
@@ -17,26 +19,22 @@
 -- per event 1 accepted (detail: stream id), 2 duplicate (detail: the
 -- original id), 0 rate limited, 3 counted only (invalid).
 
-local limit, period = tonumber(ARGV[1]), tonumber(ARGV[2])
+local count = tonumber(ARGV[4])
 local window = tonumber(ARGV[3])
-local remaining, reset, retry_after = 0, 0, 0
-local refused = false
-local out = {}
+local allowed, remaining, reset, retry_after =
+  gcra_take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), count)
+
+local reply = {remaining, reset, retry_after}
+local index = {}
 local at = 5
 local dedup_at = 4
 
-for _ = 1, tonumber(ARGV[4]) do
+for i = 1, count do
   local kind = ARGV[at]
-  local allowed = false
-  if not refused then
-    local ok, rem, rst, ra = gcra(KEYS[1], limit, period)
-    remaining, reset = rem, rst
-    if ok then allowed = true else refused = true; retry_after = ra end
-  end
   if kind == 'x' then
     at = at + 1
-    out[#out + 1] = allowed and 3 or 0
-    out[#out + 1] = ''
+    reply[#reply + 1] = i <= allowed and 3 or 0
+    reply[#reply + 1] = ''
   else
     local id, has_dedup, n = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3])
     local first = at + 4
@@ -46,27 +44,29 @@ for _ = 1, tonumber(ARGV[4]) do
       dedup_key = KEYS[dedup_at]
       dedup_at = dedup_at + 1
     end
-    if not allowed then
-      out[#out + 1] = 0
-      out[#out + 1] = ''
+    if i > allowed then
+      reply[#reply + 1] = 0
+      reply[#reply + 1] = ''
     else
       local original = dedup_key and redis.call('GET', dedup_key)
       if original then
-        out[#out + 1] = 2
-        out[#out + 1] = original
+        reply[#reply + 1] = 2
+        reply[#reply + 1] = original
       else
         if dedup_key then
           redis.call('SET', dedup_key, id, 'EX', window)
         end
         local entry = redis.call('XADD', KEYS[2], '*', unpack(ARGV, first, at - 1))
-        redis.call('HSET', KEYS[3], id, entry)
-        out[#out + 1] = 1
-        out[#out + 1] = entry
+        index[#index + 1] = id
+        index[#index + 1] = entry
+        reply[#reply + 1] = 1
+        reply[#reply + 1] = entry
       end
     end
   end
 end
 
-local reply = {remaining, reset, retry_after}
-for i = 1, #out do reply[#reply + 1] = out[i] end
+if #index > 0 then
+  redis.call('HSET', KEYS[3], unpack(index))
+end
 return reply
