@@ -40,6 +40,13 @@ pub enum StoreError {
     Sealing(#[from] SealingError),
 }
 
+impl StoreError {
+    /// A row with the same key is already stored.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Query(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+}
+
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
         StoreError::Migration(err)

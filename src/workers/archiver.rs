@@ -7,8 +7,18 @@
 //! idempotent on the event id. While Postgres is unreachable the archiver
 //! keeps the batch in hand and retries it with a short back-off, so the
 //! backlog moves as soon as Postgres answers, not a visibility timeout later.
+//!
+//! A batch is first written as new rows, which Postgres takes for about a
+//! fifth less than an insert that checks each row for a conflict. Events
+//! are already archived only after a crash, or when the delivery recorder
+//! wrote an event's row first; a batch that meets one is written again with
+//! the conflict check, which the next batches keep for [`CONFLICTS_LAST`],
+//! since such rows come in runs (a busy webhook's outcomes).
 
-use std::time::Duration;
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +42,13 @@ pub struct Archiver {
     settings: Settings,
     /// Cancelled at shutdown, to stop waiting for Postgres.
     stopping: CancellationToken,
+    /// When a batch last met an archived event.
+    last_conflict: Mutex<Option<Instant>>,
 }
+
+/// How long batches are written with the conflict check after one met an
+/// archived event.
+const CONFLICTS_LAST: Duration = Duration::from_secs(10);
 
 /// The first pause before retrying a write Postgres could not take.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -50,6 +66,7 @@ impl Archiver {
             consumer,
             settings,
             stopping: CancellationToken::new(),
+            last_conflict: Mutex::new(None),
         }
     }
 
@@ -95,8 +112,8 @@ impl Archiver {
     async fn insert_retrying(&self, events: &[&EventRecord]) -> Result<(), StoreError> {
         let mut pause = FIRST_RETRY;
         loop {
-            match self.store.insert_events(events).await {
-                Ok(_) => return Ok(()),
+            match self.insert(events).await {
+                Ok(()) => return Ok(()),
                 Err(err @ StoreError::Unavailable(_)) => {
                     metrics::counter!(ARCHIVE_ERRORS).increment(1);
                     tracing::warn!(error = %err, count = events.len(), "cannot archive; retrying");
@@ -109,6 +126,23 @@ impl Archiver {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Inserts `events` as new rows unless a batch met an archived event
+    /// lately; with the conflict check otherwise, or when they meet one.
+    async fn insert(&self, events: &[&EventRecord]) -> Result<(), StoreError> {
+        let lately = |at: &Option<Instant>| at.is_some_and(|t| t.elapsed() < CONFLICTS_LAST);
+        let checked = lately(&self.last_conflict.lock().unwrap_or_else(|p| p.into_inner()));
+        if !checked {
+            match self.store.insert_new_events(events).await {
+                Err(err) if err.is_conflict() => {
+                    *self.last_conflict.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now());
+                }
+                other => return other.map(drop),
+            }
+        }
+        self.store.insert_events(events).await.map(drop)
     }
 
     /// The entries Postgres accepts, inserted one at a time. A refused entry

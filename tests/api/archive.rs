@@ -183,3 +183,59 @@ async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
     worker.stop().await;
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_meeting_an_archived_event_archives_the_rest_and_keeps_that_row() {
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix);
+    config.role = Role::Api;
+    config.stream_shards = 1;
+    let api = spawn(config.clone()).await;
+    let org = api.create_org("pro").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(api.send(&org.key, "mixed", json!({ "n": n })).await);
+    }
+    // The delivery recorder wrote one of them first, with its outcome.
+    let db = db().await;
+    sqlx::query(
+        "INSERT INTO events (id, organization_id, type, payload, status, attempts, created_at)
+         VALUES ($1::uuid, $2::uuid, 'mixed', '{\"n\": 2}', 'delivered', 1, now())",
+    )
+    .bind(&ids[2])
+    .bind(&org.id)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let mut worker_config = test_config(&prefix);
+    worker_config.role = Role::Worker;
+    worker_config.stream_shards = 1;
+    let worker = spawn(worker_config).await;
+    for id in &ids {
+        wait_archived(&db, id).await;
+    }
+    let pool = redis().await;
+    let keys = Keys::new(&prefix, 1);
+    eventually(Duration::from_secs(10), || async {
+        let pending: Vec<Value> = pool.xpending(keys.stream(0), "archive", ()).await.unwrap();
+        pending[0].as_u64() == Some(0)
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(archived_count(&db, id).await, 1);
+    }
+    let status: String = sqlx::query_scalar("SELECT status FROM events WHERE id = $1::uuid")
+        .bind(&ids[2])
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "delivered", "the recorder's row is kept as it was");
+
+    // Later batches, written with the conflict check for a while, archive too.
+    let later = api.send(&org.key, "later", json!({ "n": 5 })).await;
+    wait_archived(&db, &later).await;
+    assert_eq!(archived_count(&db, &later).await, 1);
+    worker.stop().await;
+    api.stop().await;
+}
