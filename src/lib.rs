@@ -127,6 +127,9 @@ pub async fn run(
             &name,
         )
         .await?;
+        // The first archiver takes what arrives; the others stand by and
+        // join in while a backlog lasts (see `Settings::standby`).
+        const ARCHIVER_STANDBY: Duration = Duration::from_millis(250);
         for n in 0..config.archivers {
             // The first keeps the process's name, so entries it held before
             // a restart are its own again at once.
@@ -151,6 +154,7 @@ pub async fn run(
                     batch: config.archive_batch.max(1),
                     claim_after: config.visibility_timeout,
                     store_retry_max: config.outages.store_retry_max,
+                    standby: (n > 0).then_some(ARCHIVER_STANDBY),
                 },
             );
             tasks.spawn(archiver.run(shutdown.clone()));

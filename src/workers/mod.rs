@@ -63,6 +63,12 @@ pub struct Settings {
     /// Longest pause between retries of a Postgres write the handler holds
     /// while Postgres is unreachable.
     pub store_retry_max: Duration,
+    /// Set for a standby consumer: after a read that found less than a full
+    /// batch, it waits this long before reading again. At steady load the
+    /// first consumer then takes nearly everything, in batches that grow
+    /// with the time it spends writing them (fewer statements and reads per
+    /// entry), and a standby only joins in while a backlog lasts.
+    pub standby: Option<Duration>,
 }
 
 /// Reads and handles entries until `shutdown`. The batch in hand is always
@@ -88,7 +94,17 @@ pub async fn consume<H: Handler>(
             take_over_stale(consumer, handler, settings.claim_after, count).await
         } else {
             match consumer.read_new(count, READ_BLOCK).await {
-                Ok(batch) => handler.handle(batch).await,
+                Ok(batch) => {
+                    let no_backlog = (batch.len() as u64) < count;
+                    let handled = handler.handle(batch).await;
+                    if let (true, Some(pause)) = (no_backlog, settings.standby) {
+                        tokio::select! {
+                            () = shutdown.cancelled() => {}
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
+                    handled
+                }
                 Err(err) => Err(err.into()),
             }
         };

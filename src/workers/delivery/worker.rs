@@ -110,6 +110,7 @@ impl DeliveryWorker {
             batch: READ_BATCH,
             claim_after: self.limits.claim_after,
             store_retry_max: self.limits.store_retry_max,
+            standby: None,
         };
         tracing::info!(consumer = self.consumer.name(), "delivery worker started");
         consume(&self.consumer, &dispatcher, settings, &shutdown).await;
