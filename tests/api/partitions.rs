@@ -20,7 +20,9 @@ use triggers_api::{
 };
 use uuid::Uuid;
 
-use crate::helpers::FreshDatabase;
+use crate::helpers::{
+    FreshDatabase, eventually, inject_entry, redis, spawn, test_config, unique_prefix,
+};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// The last migration before the archive was partitioned.
@@ -604,5 +606,56 @@ async fn the_archive_is_partitioned_under_writes_without_losing_or_refusing_any(
 
     pool.close().await;
     drop((store, migrator));
+    database.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archiver_creates_the_partition_of_a_month_that_has_none() {
+    let database = FreshDatabase::create().await;
+    let prefix = unique_prefix();
+    let mut config = test_config(&prefix);
+    config.database.database_url = database.url.as_str().into();
+    let app = spawn(config).await;
+    let org = app.create_org("pro").await;
+    let organization_id: Uuid = org.id.parse().expect("uuid");
+    let store = Store::connect(&database.url, 2).await.expect("store");
+
+    // A replica whose clock runs a year ahead accepted this event: no
+    // partition was created that far ahead.
+    let month = Month::of(Utc::now()).plus(12);
+    let event = event_at(organization_id, month.start() + chrono::Duration::hours(5));
+    let name = ArchiveTable::Events.partition_name(month);
+    assert!(
+        store
+            .partitions(ArchiveTable::Events)
+            .await
+            .expect("partitions")
+            .iter()
+            .all(|p| p.name != name)
+    );
+    inject_entry(&redis().await, &prefix, event.clone()).await;
+
+    eventually(Duration::from_secs(20), || async {
+        store
+            .event(organization_id, event.id)
+            .await
+            .expect("event")
+            .is_some()
+    })
+    .await;
+    let pool = database.pool(1).await;
+    assert_eq!(partition_of(&pool, "events", "id", event.id).await, name);
+    assert!(
+        store
+            .partitions(ArchiveTable::DeliveryAttempts)
+            .await
+            .expect("partitions")
+            .iter()
+            .any(|p| p.name == ArchiveTable::DeliveryAttempts.partition_name(month))
+    );
+
+    app.stop().await;
+    pool.close().await;
+    drop(store);
     database.drop().await;
 }
