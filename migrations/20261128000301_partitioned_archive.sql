@@ -20,8 +20,9 @@
 -- uses to drop old months without blocking writes, refuses to run on a table
 -- that has one; and every new partition would first scan it under an
 -- exclusive lock. Partitions are created months ahead instead (at start and
--- on every retention pass); a row for a month that has none is refused and
--- its stream entry stays pending until the partition exists.
+-- on every retention pass); a row for a month that has none anyway is
+-- refused, and the archiver creates that month's partition and tries again
+-- (its stream entry stays pending meanwhile, never lost).
 --
 -- How, without downtime. The existing table becomes the partition holding
 -- everything before a bound, without being rewritten or scanned under an
@@ -233,7 +234,7 @@ BEGIN
        AND NOT i.indisvalid;
     IF invalid IS NOT NULL THEN
         RAISE EXCEPTION 'invalid indexes on the archive: %', invalid
-            USING HINT = 'DROP INDEX CONCURRENTLY them; the next start builds them again';
+            USING HINT = 'REINDEX INDEX CONCURRENTLY each of them, then start again';
     END IF;
     PERFORM set_config('lock_timeout', '500ms', true);
     LOOP

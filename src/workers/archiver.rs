@@ -77,7 +77,9 @@ impl Archiver {
             let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
             match partitions::cover(&self.store, &ids).await {
                 Ok(created) => {
-                    tracing::warn!(created, "archive partitions created for a refused batch");
+                    if created > 0 {
+                        tracing::warn!(created, "archive partitions created for a refused batch");
+                    }
                     inserted = self.insert_retrying(&events).await;
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot create archive partitions"),
