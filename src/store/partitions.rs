@@ -143,7 +143,7 @@ pub fn parse_bounds(expr: &str) -> Option<(Option<Uuid>, Option<Uuid>)> {
     fn bound(text: &str) -> Option<Option<Uuid>> {
         match text {
             "MINVALUE" | "MAXVALUE" => Some(None),
-            quoted => quoted
+            literal => literal
                 .strip_prefix('\'')?
                 .strip_suffix('\'')?
                 .parse()
@@ -154,6 +154,12 @@ pub fn parse_bounds(expr: &str) -> Option<(Option<Uuid>, Option<Uuid>)> {
     let rest = expr.strip_prefix("FOR VALUES FROM (")?;
     let (from, to) = rest.split_once(") TO (")?;
     Some((bound(from)?, bound(to.strip_suffix(')')?)?))
+}
+
+/// `name` as an SQL identifier. Names come from our own naming or from the
+/// catalog; quoting keeps any name one identifier all the same.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn sql_bound(bound: Option<Uuid>, unbounded: &str) -> String {
@@ -263,13 +269,14 @@ impl PartitionMaintenance {
         from: Option<Uuid>,
         to: Option<Uuid>,
     ) -> Result<(), StoreError> {
+        let name = quoted(name);
         let parent = table.name();
         let from = sql_bound(from, "MINVALUE");
         let to = sql_bound(to, "MAXVALUE");
         self.run(format!(
             "SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}';
-             CREATE TABLE \"{name}\" (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-             ALTER TABLE {parent} ATTACH PARTITION \"{name}\" FOR VALUES FROM ({from}) TO ({to});"
+             CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+             ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
         ))
         .await
     }
@@ -284,12 +291,13 @@ impl PartitionMaintenance {
         from: Option<Uuid>,
         to: Option<Uuid>,
     ) -> Result<(), StoreError> {
+        let name = quoted(name);
         let parent = table.name();
         let from = sql_bound(from, "MINVALUE");
         let to = sql_bound(to, "MAXVALUE");
         self.run(format!(
             "SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}';
-             ALTER TABLE {parent} ATTACH PARTITION \"{name}\" FOR VALUES FROM ({from}) TO ({to});"
+             ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
         ))
         .await
     }
@@ -298,8 +306,9 @@ impl PartitionMaintenance {
     /// an event not delivered or acknowledged yet: one probe of its partial
     /// index `events_unfinished`.
     pub async fn holds_unfinished(&mut self, name: &str) -> Result<bool, StoreError> {
+        let name = quoted(name);
         Ok(sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM \"{name}\"
+            "SELECT EXISTS (SELECT 1 FROM {name}
                             WHERE status NOT IN ('delivered', 'acknowledged'))"
         ))
         .fetch_one(&mut self.conn)
@@ -325,13 +334,14 @@ impl PartitionMaintenance {
     /// Detaches a partition without blocking reads or writes of the rest:
     /// queries that began before no longer see it once this returns.
     pub async fn detach(&mut self, table: ArchiveTable, name: &str) -> Result<(), StoreError> {
+        let name = quoted(name);
         // CONCURRENTLY runs in transactions of its own, so not in one of
         // ours, and the timeout is set for the session, which ends with
         // this maintenance.
         self.run(format!("SET lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
             .await?;
         self.run(format!(
-            "ALTER TABLE {} DETACH PARTITION \"{name}\" CONCURRENTLY",
+            "ALTER TABLE {} DETACH PARTITION {name} CONCURRENTLY",
             table.name()
         ))
         .await
@@ -343,10 +353,11 @@ impl PartitionMaintenance {
         table: ArchiveTable,
         name: &str,
     ) -> Result<(), StoreError> {
+        let name = quoted(name);
         self.run(format!("SET lock_timeout = '{DETACH_LOCK_TIMEOUT}'"))
             .await?;
         self.run(format!(
-            "ALTER TABLE {} DETACH PARTITION \"{name}\" FINALIZE",
+            "ALTER TABLE {} DETACH PARTITION {name} FINALIZE",
             table.name()
         ))
         .await
@@ -373,11 +384,12 @@ impl PartitionMaintenance {
     /// Drops a detached table. Retried a few times, since each try gives up
     /// quickly to let readers of `organizations` through.
     pub async fn drop_detached(&mut self, name: &str) -> Result<(), StoreError> {
+        let name = quoted(name);
         let mut tries = 0;
         loop {
             let dropped = self
                 .run(format!(
-                    "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP TABLE IF EXISTS \"{name}\";"
+                    "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP TABLE IF EXISTS {name};"
                 ))
                 .await;
             match dropped {
@@ -503,6 +515,15 @@ mod tests {
         assert_eq!(
             ArchiveTable::DeliveryAttempts.parse_partition_name("delivery_attempts_legacy"),
             Some(None)
+        );
+    }
+
+    #[test]
+    fn names_are_quoted_as_one_identifier() {
+        assert_eq!(quoted("events_p202701"), "\"events_p202701\"");
+        assert_eq!(
+            quoted("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
         );
     }
 
