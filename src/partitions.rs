@@ -177,8 +177,9 @@ async fn drop_in(
             "archive partition past the longest retention dropped"
         );
     }
-    // Attempts partitions left without their events partition (a pass
-    // stopped between the two drops): nothing refers to their rows.
+    // Attempts partitions whose events partition is gone (a pass stopped
+    // after detaching the events but before detaching them): no event
+    // refers to their rows any more.
     let events = m.partitions(ArchiveTable::Events).await?;
     for orphan in m.partitions(ArchiveTable::DeliveryAttempts).await? {
         let twinned = events
