@@ -54,10 +54,14 @@ size() { q -c "SELECT pg_size_pretty(pg_total_relation_size('events')) || ' even
                || (SELECT count(*) FROM events) || ' event rows'"; }
 echo "before: $(size)"
 
+# A UUIDv7 of the current time, as the service mints them: the archive is
+# partitioned by id, and a random (v4) id belongs to no month.
+V7="(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7'
+      || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid"
 # The writer: what ingestion's archiver does, one row per transaction.
-cat > /tmp/retention-writer.sql <<'SQL'
+cat > /tmp/retention-writer.sql <<SQL
 INSERT INTO events (id, organization_id, type, payload, created_at)
-SELECT gen_random_uuid(), (SELECT id FROM organizations WHERE name = 'bench-1'), 'live', '{}', now();
+SELECT $V7, (SELECT id FROM organizations WHERE name = 'bench-1'), 'live', '{}', now();
 SQL
 writer() { # $1: seconds, $2: log prefix
     (cd /tmp && pgbench -n -c 2 -j 2 -T "$1" -f /tmp/retention-writer.sql -l --log-prefix="$2" "$BENCH_URL" \
@@ -80,6 +84,6 @@ echo "after the sweep: $(size)"
 q -c "VACUUM events" -c "VACUUM delivery_attempts"
 echo "after VACUUM (space kept for reuse, not returned): $(size)"
 q -c "INSERT INTO events (id, organization_id, type, payload, created_at)
-      SELECT gen_random_uuid(), (SELECT id FROM organizations WHERE name = 'bench-2'), 'refill', '{}', now()
+      SELECT $V7, (SELECT id FROM organizations WHERE name = 'bench-2'), 'refill', '{}', now()
       FROM generate_series(1, 500000)"
 echo "after 500,000 new events into the freed space: $(size)"

@@ -11,6 +11,7 @@ pub mod events;
 pub mod http;
 pub mod leases;
 pub mod metrics;
+pub mod partitions;
 pub mod ratelimit;
 pub mod redis;
 pub mod retention;
@@ -66,6 +67,11 @@ pub async fn run(
         .context("cannot connect to Postgres (DATABASE_URL)")?
         .with_sealer(sealer);
     store.prepare(config.migrate).await?;
+    // Workers do it again on every retention pass; a failure here (e.g. a
+    // database role without DDL rights) must not keep the API from serving.
+    if let Err(err) = partitions::ensure_ahead(&store, chrono::Utc::now()).await {
+        tracing::warn!(error = %err, "cannot create archive partitions ahead");
+    }
     let pool = redis::connect_pool_bounded(
         &config.redis_url,
         config.redis_pool_size,

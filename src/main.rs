@@ -59,6 +59,7 @@ async fn migrate(database: DatabaseArgs) -> anyhow::Result<()> {
         .await
         .context("cannot connect to Postgres (DATABASE_URL)")?;
     store.migrate().await?;
+    triggers_api::partitions::ensure_ahead(&store, chrono::Utc::now()).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

@@ -14,6 +14,11 @@
 //! own rows (`SKIP LOCKED`, so several workers split the work instead of
 //! queueing), and autovacuum reuses the freed space for new rows, so the
 //! table does not grow from the churn. `bench/retention.sh` measures it.
+//!
+//! Each pass first maintains the archive's monthly partitions
+//! (`crate::partitions`): it creates the coming months' and drops, whole,
+//! those past the longest retention that hold no unfinished event, so the
+//! row deletes that follow find nothing left in them.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -23,6 +28,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::Tier,
+    partitions,
     store::{Store, StoreError},
 };
 
@@ -79,6 +85,12 @@ impl RetentionPolicy {
             .unwrap_or(Duration::from_secs(7 * 24 * 3600))
     }
 
+    /// The longest retention of any tier: a partition wholly older than
+    /// that holds nothing any organization keeps.
+    pub fn longest(&self) -> Duration {
+        self.0.values().copied().max().unwrap_or_default()
+    }
+
     /// Whole days, as shown to organizations.
     pub fn days(&self, tier: Tier) -> u64 {
         self.of(tier).as_secs().div_ceil(24 * 3600)
@@ -102,6 +114,10 @@ pub struct Swept {
     /// The longest one delete statement took, i.e. the longest any row
     /// stayed locked by the sweep.
     pub slowest_batch_ms: u64,
+    /// Archive partitions (events or attempts) created ahead.
+    pub partitions_created: u64,
+    /// Archive partitions past the longest retention dropped whole.
+    pub partitions_dropped: u64,
 }
 
 impl Swept {
@@ -111,6 +127,8 @@ impl Swept {
         self.attempts += other.attempts;
         self.batches += other.batches;
         self.slowest_batch_ms = self.slowest_batch_ms.max(other.slowest_batch_ms);
+        self.partitions_created += other.partitions_created;
+        self.partitions_dropped += other.partitions_dropped;
     }
 }
 
@@ -133,7 +151,17 @@ impl RetentionSweeper {
 
     /// One pass over every organization; stops early on `shutdown`.
     pub async fn sweep(&self, shutdown: &CancellationToken) -> Result<Swept, StoreError> {
-        let mut swept = Swept::default();
+        self.sweep_at(Utc::now(), shutdown).await
+    }
+
+    /// One pass as of `now`: partitions first, then every organization's
+    /// rows.
+    pub async fn sweep_at(
+        &self,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<Swept, StoreError> {
+        let mut swept = self.maintain_partitions(now).await;
         let mut after = None;
         loop {
             let page = self
@@ -149,12 +177,31 @@ impl RetentionSweeper {
                     return Ok(swept);
                 }
                 swept.add(
-                    self.sweep_organization(organization_id, tier, shutdown)
+                    self.sweep_organization_at(organization_id, tier, now, shutdown)
                         .await?,
                 );
             }
         }
         Ok(swept)
+    }
+
+    /// Creates the coming months' partitions and drops those past the
+    /// longest retention. A failure is logged and left to the next pass:
+    /// partitions exist months ahead, and the row deletes still remove what
+    /// a partition drop did not.
+    async fn maintain_partitions(&self, now: DateTime<Utc>) -> Swept {
+        let mut swept = Swept::default();
+        match partitions::ensure_ahead(&self.store, now).await {
+            Ok(created) => swept.partitions_created = created,
+            Err(err) => tracing::warn!(error = %err, "cannot create archive partitions ahead"),
+        }
+        let longest =
+            chrono::Duration::from_std(self.policy.longest()).unwrap_or(chrono::Duration::MAX);
+        match partitions::drop_expired(&self.store, first_id_at(now - longest)).await {
+            Ok(done) => swept.partitions_dropped = done.dropped,
+            Err(err) => tracing::warn!(error = %err, "cannot drop expired archive partitions"),
+        }
+        swept
     }
 
     /// Removes one organization's finished events past its tier's retention.
@@ -164,13 +211,26 @@ impl RetentionSweeper {
         tier: Tier,
         shutdown: &CancellationToken,
     ) -> Result<Swept, StoreError> {
+        self.sweep_organization_at(organization_id, tier, Utc::now(), shutdown)
+            .await
+    }
+
+    /// Removes one organization's finished events past its tier's
+    /// retention as of `now`.
+    pub async fn sweep_organization_at(
+        &self,
+        organization_id: Uuid,
+        tier: Tier,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<Swept, StoreError> {
         let mut swept = Swept {
             organizations: 1,
             ..Swept::default()
         };
         let retention =
             chrono::Duration::from_std(self.policy.of(tier)).unwrap_or(chrono::Duration::MAX);
-        let cutoff = first_id_at(Utc::now() - retention);
+        let cutoff = first_id_at(now - retention);
         for _ in 0..MAX_BATCHES_PER_ORGANIZATION {
             if shutdown.is_cancelled() {
                 break;
@@ -196,11 +256,12 @@ impl RetentionSweeper {
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
         loop {
             match self.sweep(&shutdown).await {
-                Ok(swept) if swept.events > 0 => {
+                Ok(swept) if swept.events > 0 || swept.partitions_dropped > 0 => {
                     tracing::info!(
                         events = swept.events,
                         attempts = swept.attempts,
                         batches = swept.batches,
+                        partitions_dropped = swept.partitions_dropped,
                         "removed events past their retention"
                     );
                 }
@@ -236,6 +297,14 @@ mod tests {
         assert!(RetentionPolicy::parse("gold=1d").is_err());
         assert!(RetentionPolicy::parse("free").is_err());
         assert!(RetentionPolicy::parse("free=1s").is_err());
+    }
+
+    #[test]
+    fn the_longest_retention_is_the_longest_tiers() {
+        let policy = RetentionPolicy::parse(DEFAULT_RETENTION).expect("default parses");
+        assert_eq!(policy.longest(), Duration::from_secs(365 * 24 * 3600));
+        let policy = RetentionPolicy::parse("free=400d").expect("parses");
+        assert_eq!(policy.longest(), Duration::from_secs(400 * 24 * 3600));
     }
 
     #[test]

@@ -421,6 +421,8 @@ impl Admin {
             "attempts": swept.attempts,
             "batches": swept.batches,
             "slowest_batch_ms": swept.slowest_batch_ms,
+            "partitions_created": swept.partitions_created,
+            "partitions_dropped": swept.partitions_dropped,
             "seconds": seconds,
         });
         let report = Report {
@@ -430,6 +432,8 @@ impl Admin {
                 "attempts deleted",
                 "batches",
                 "slowest batch (ms)",
+                "partitions created",
+                "partitions dropped",
                 "seconds",
             ],
             rows: vec![vec![
@@ -438,6 +442,8 @@ impl Admin {
                 swept.attempts.to_string(),
                 swept.batches.to_string(),
                 swept.slowest_batch_ms.to_string(),
+                swept.partitions_created.to_string(),
+                swept.partitions_dropped.to_string(),
                 format!("{seconds:.1}"),
             ]],
             json,

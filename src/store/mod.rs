@@ -8,6 +8,7 @@ mod deliveries;
 mod events;
 mod leases;
 mod organizations;
+mod partitions;
 mod retention;
 mod secrets;
 mod text_enums;
@@ -23,6 +24,7 @@ pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, Webh
 pub use events::{EventRow, InboxPage, InboxQuery};
 pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
+pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance, parse_bounds};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -156,6 +158,11 @@ impl Store {
             Ok::<(), StoreError>(())
         }
         .await;
+        if prepared.is_err() {
+            // A migration that runs its own transactions may fail inside
+            // one, leaving the session in it, where the unlock would fail.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK)
             .execute(&mut *conn)

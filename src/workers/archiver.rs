@@ -28,6 +28,7 @@ use super::{Handler, Settings, WorkerError, consume};
 use crate::{
     domain::EventRecord,
     metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED},
+    partitions,
     store::{Store, StoreError},
     streams::{Consumer, Received, Unarchived},
 };
@@ -83,7 +84,25 @@ impl Archiver {
             return Ok(());
         }
         let events: Vec<&EventRecord> = batch.iter().map(|r| &r.entry.event).collect();
-        let archived = match self.insert_retrying(&events).await {
+        let mut inserted = self.insert_retrying(&events).await;
+        if inserted
+            .as_ref()
+            .is_err_and(StoreError::is_missing_partition)
+        {
+            // A month without its partition (a clock far ahead, maintenance
+            // failing for months): create it, then try once more.
+            let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+            match partitions::cover(&self.store, &ids).await {
+                Ok(created) => {
+                    if created > 0 {
+                        tracing::warn!(created, "archive partitions created for a refused batch");
+                    }
+                    inserted = self.insert_retrying(&events).await;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot create archive partitions"),
+            }
+        }
+        let archived = match inserted {
             Ok(_) => batch,
             // One row Postgres refuses fails the whole statement: archive
             // the others one by one rather than let it hold them all back.

@@ -266,16 +266,28 @@ pub async fn wait_archived(db: &sqlx::PgPool, id: &str) {
 /// shard 0's stream, as an older release might have: the API refuses such
 /// events, so only this way can a test put one there. Returns its event id.
 pub async fn inject_unstorable_entry(pool: &Pool, prefix: &str, organization_id: &str) -> Uuid {
-    let keys = triggers_api::redis::Keys::new(prefix, 1);
     let (id, created_at) = mint_event_id();
-    let entry = StreamEntry::new(EventRecord {
-        id,
-        organization_id: organization_id.parse().expect("organization id"),
-        event_type: "poison".to_owned(),
-        dedup_id: None,
-        payload: r#"{"bad":"\u0000"}"#.to_owned(),
-        created_at,
-    });
+    inject_entry(
+        pool,
+        prefix,
+        EventRecord {
+            id,
+            organization_id: organization_id.parse().expect("organization id"),
+            event_type: "poison".to_owned(),
+            dedup_id: None,
+            payload: r#"{"bad":"\u0000"}"#.to_owned(),
+            created_at,
+        },
+    )
+    .await;
+    id
+}
+
+/// Writes `event` straight into shard 0's stream, as if accepted, for
+/// events the API would never mint (another id, another time).
+pub async fn inject_entry(pool: &Pool, prefix: &str, event: EventRecord) {
+    let keys = triggers_api::redis::Keys::new(prefix, 1);
+    let entry = StreamEntry::new(event);
     let _: String = fred::prelude::StreamsInterface::xadd(
         pool,
         keys.stream(0),
@@ -286,5 +298,56 @@ pub async fn inject_unstorable_entry(pool: &Pool, prefix: &str, organization_id:
     )
     .await
     .expect("xadd");
-    id
+}
+
+/// A database of its own on the test Postgres, for tests that change the
+/// schema or drop partitions, which would pull the shared database from
+/// under the tests running beside them.
+pub struct FreshDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    pub async fn create() -> Self {
+        let name = format!("triggers_test_{}", Uuid::new_v4().simple());
+        let shared = Config::from_env()
+            .expect("configuration from the environment")
+            .database
+            .database_url;
+        let (server, _) = shared
+            .rsplit_once('/')
+            .expect("DATABASE_URL names a database");
+        let admin = db().await;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create a database");
+        admin.close().await;
+        Self {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+
+    pub async fn pool(&self, connections: u32) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(connections)
+            .connect(&self.url)
+            .await
+            .expect("connect to the fresh database")
+    }
+
+    /// Drops the database, ending whatever sessions still use it.
+    pub async fn drop(self) {
+        let admin = db().await;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await
+        .expect("drop the database");
+        admin.close().await;
+    }
 }

@@ -16,6 +16,7 @@ mod leases;
 mod openapi;
 mod operations;
 mod outages;
+mod partitions;
 mod private_deps;
 mod process;
 mod receiver;
