@@ -284,7 +284,16 @@ class FreshDatabase:
 
     def stop(self):
         os.environ["DATABASE_URL"] = self.admin_url
-        psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        # Not WITH (FORCE): that needs the right to end every backend, the
+        # autovacuum worker's included; a plain DROP ends autovacuum itself.
+        for _ in range(10):
+            try:
+                psql(f"DROP DATABASE IF EXISTS {self.name}")
+                return
+            except SystemExit as err:
+                last = err
+                time.sleep(1)
+        log(f"could not drop the database {self.name}: {last}")
 
 
 def pg_port():
@@ -411,7 +420,7 @@ class Stack:
             item = self.items.pop()
             try:
                 item.stop()
-            except Exception as err:  # keep stopping the rest
+            except (Exception, SystemExit) as err:  # keep stopping the rest
                 log(f"stopping {item}: {err}")
 
 
