@@ -41,6 +41,11 @@ def linear(small, large, key):
     return small[key] - slope * small["payload_bytes"], slope
 
 
+def pods(cores, per_pod):
+    """Pods for `cores`, at least two so one can be lost or rolled."""
+    return max(2, math.ceil(cores / per_pod))
+
+
 def human(n, unit="B"):
     for suffix in ("", "K", "M", "G", "T", "P"):
         if abs(n) < 1000:
@@ -103,8 +108,8 @@ def main():
         per_day = rate * 86400 * disk
         rows.append([
             f"{rate:,.0f}/s",
-            f"{api_cores:,.1f} cores = {math.ceil(api_cores / api_pod)} x {api_pod:g}",
-            f"{worker_cores:,.1f} cores = {math.ceil(worker_cores / worker_pod)} x {worker_pod:g}",
+            f"{api_cores:,.1f} cores = {pods(api_cores, api_pod)} x {api_pod:g}",
+            f"{worker_cores:,.1f} cores = {pods(worker_cores, worker_pod)} x {worker_pod:g}",
             f"{masters}",
             f"{human(memory)} ({human(memory / masters / headroom)} RAM/master)",
             f"{pg_cores:,.1f} cores = {math.ceil(pg_cores / pg_node)} x {pg_node:g}",

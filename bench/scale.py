@@ -44,6 +44,8 @@ DELIVERY = os.environ.get("DELIVERY", "1") == "1"
 NGINX_WORKERS = os.environ.get("NGINX_WORKERS", "1")
 PORT = int(os.environ.get("BENCH_PORT", "18290"))
 # api replicas: PORT+1.., workers: PORT+11.., receiver: PORT+30, nginx: PORT
+# What a deployment runs (the load generator and the receiver are not part of it).
+SERVICE = ("api", "workers", "redis", "postgres", "nginx")
 RECEIVER_PORT = PORT + 30
 
 
@@ -216,6 +218,10 @@ def run_step(i, step, run, masters, postmaster, receiver, org_keys):
             "cpu_ms_per_event": {k: 1000 * load[k] / result["ok_rps"]
                                  for k in ("api", "workers", "redis", "postgres", "nginx")}
             if result["ok_rps"] else {},
+            # Throughput per core the service itself used: what the step
+            # would do per core if other load on the host did not compete.
+            "events_per_service_core": result["ok_rps"] / service
+            if (service := sum(load[k] for k in SERVICE)) else None,
         }
     finally:
         stack.stop_all()
@@ -250,10 +256,10 @@ def main():
 def report(steps, masters):
     print()
     print(f"Redis Cluster: {len(masters)} masters; wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION} "
-          f"through nginx ({NGINX_WORKERS} worker process(es)); "
+          f"through nginx (worker_processes {NGINX_WORKERS}); "
           f"{'webhook delivery on' if DELIVERY else 'pull consumers (archive only)'}; "
           f"{os.cpu_count()} CPUs")
-    head = (f"{'api':>3} {'shards':>6} {'wrk.':>4} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'err':>4}"
+    head = (f"{'api':>3} {'shards':>6} {'wkr':>4} {'events/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'err':>4}"
             f" | cores: {'api':>5} {'work':>5} {'redis':>5} {'pg':>5} {'nginx':>5} {'wrk':>5}"
             f" {'recv':>5} {'other':>5} {'busy':>5} | {'redis/node':>16} {'shards/node':>11}"
             f" {'caught up':>9} | idle redis")
@@ -271,13 +277,16 @@ def report(steps, masters):
               f" {c['machine']:>5.2f} | {nodes:>16} {spread:>11} {caught:>9} |"
               f" {idle['redis']:.2f} cores, {idle['redis_commands_per_s']:,.0f} cmd/s")
     print()
-    print("CPU ms per accepted event during the load")
-    print(f"{'api':>3} {'shards':>6} {'wrk.':>4} {'api':>7} {'workers':>8} {'redis':>7} {'pg':>7} {'nginx':>7}")
+    print("CPU ms per accepted event during the load, and events/s per core the service used"
+          " (api, workers, redis, postgres, nginx)")
+    print(f"{'api':>3} {'shards':>6} {'wkr':>4} {'api':>7} {'workers':>8} {'redis':>7} {'pg':>7}"
+          f" {'nginx':>7} {'total':>7} {'events/s/core':>14}")
     for s in steps:
         m = s["cpu_ms_per_event"]
         if m:
             print(f"{s['api']:>3} {s['shards']:>6} {s['workers']:>4} {m['api']:>7.3f} {m['workers']:>8.3f}"
-                  f" {m['redis']:>7.3f} {m['postgres']:>7.3f} {m['nginx']:>7.3f}")
+                  f" {m['redis']:>7.3f} {m['postgres']:>7.3f} {m['nginx']:>7.3f} {sum(m.values()):>7.3f}"
+                  f" {s['events_per_service_core']:>14,.0f}")
     best = max(steps, key=lambda s: s["events_per_s"])
     c = best["load_cores"]
     shares = sorted(((k, c[k]) for k in ("api", "workers", "redis", "postgres", "nginx", "wrk",
