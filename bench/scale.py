@@ -263,6 +263,10 @@ def report(steps, masters):
             f" | cores: {'api':>5} {'work':>5} {'redis':>5} {'pg':>5} {'nginx':>5} {'wrk':>5}"
             f" {'recv':>5} {'other':>5} {'busy':>5} | {'redis/node':>16} {'shards/node':>11}"
             f" {'caught up':>9} | idle redis")
+    print("(api: replicas, wkr: worker processes; cores in use while wrk ran; other: the machine's"
+          " busy time minus everything listed, i.e. load on the host that is not this benchmark;"
+          " caught up: seconds after the load until every event was archived and delivered;"
+          " idle redis: what the workers' polling costs Redis with no traffic)")
     print(head)
     for s in steps:
         c = s["load_cores"]
