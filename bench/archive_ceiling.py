@@ -14,9 +14,9 @@ into the archive, from an emptied table:
                   leasable indexes
   insert, pkey    the archiver's insert with the primary key as the only index
 
-For each: rows/s (wall clock) and Postgres CPU per row (the postmaster and
-all its processes, from /proc: backends, WAL writer, checkpointer,
-autovacuum). The last line, BENCH_ARCHIVE {...}, holds every figure.
+For each, the best of ROUNDS (3) runs: rows/s (wall clock) and Postgres CPU
+per row (the postmaster and all its processes, from /proc: backends, WAL
+writer, checkpointer, autovacuum). The last line, BENCH_ARCHIVE {...}, holds every figure.
 """
 
 import json
@@ -33,6 +33,10 @@ import benchlib as B  # noqa: E402
 
 ROWS = int(os.environ.get("ROWS", "100000"))
 BATCH = int(os.environ.get("BATCH", "500"))
+# Checkpoints (every max_wal_size of WAL) land in one run or another and
+# cost it their full-page writes: each way is measured ROUNDS times, taking
+# turns, and its best round kept.
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 ORGS = 20
 COLUMNS = "id, organization_id, type, dedup_id, payload, created_at"
 
@@ -79,12 +83,23 @@ def measure(name, scripts, postmaster):
     for proc in procs:
         if proc.wait(timeout=1800) != 0:
             raise SystemExit(f"bench: {name} failed")
-    wall, cpu = time.time() - t0, B.tree_cpu(postmaster) - cpu0
+    wall = time.time() - t0
+    # A session's backend has exited, but its CPU reaches the postmaster's
+    # children total only once the postmaster has reaped it.
+    time.sleep(1)
+    cpu = B.tree_cpu(postmaster) - cpu0
     count = int(B.psql("SELECT count(*) FROM events"))
     if count != ROWS:
         raise SystemExit(f"bench: {name} stored {count} of {ROWS} rows")
     B.log(f"{name}: {ROWS / wall:,.0f} rows/s, {1e6 * cpu / ROWS:.1f} us of Postgres CPU a row")
     return {"rows_per_s": ROWS / wall, "pg_cpu_us_per_row": 1e6 * cpu / ROWS}
+
+
+def best(results, name, run):
+    """Keeps the best rows/s and the least CPU a row seen for `name`."""
+    kept = results.setdefault(name, dict(run))
+    kept["rows_per_s"] = max(kept["rows_per_s"], run["rows_per_s"])
+    kept["pg_cpu_us_per_row"] = min(kept["pg_cpu_us_per_row"], run["pg_cpu_us_per_row"])
 
 
 def main():
@@ -105,23 +120,30 @@ def main():
                     f"\\copy stage FROM '{csv}' CSV\nANALYZE stage;")
         copy = f"\\copy events ({COLUMNS}) FROM PROGRAM 'cut -d, -f2- {csv}' CSV\n"
         half = (ROWS // 2) // BATCH * BATCH
-        results["insert"] = measure("insert", [batches()], postmaster)
-        results["insert_check"] = measure("insert+check", [batches("ON CONFLICT (id) DO NOTHING")],
-                                          postmaster)
-        results["copy"] = measure("copy", [copy], postmaster)
-        results["insert_x2"] = measure("insert x2", [batches(last=half), batches(first=half)],
-                                       postmaster)
+        ways = {
+            "insert": [batches()],
+            "insert_check": [batches("ON CONFLICT (id) DO NOTHING")],
+            "copy": [copy],
+            "insert_x2": [batches(last=half), batches(first=half)],
+        }
+        for _ in range(ROUNDS):
+            for name, scripts in ways.items():
+                best(results, name, measure(name, scripts, postmaster))
         inbox = B.psql("SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'events'"
                        " AND (indexdef LIKE '%(organization_id, status, id DESC)%'"
                        " OR indexdef LIKE '%(organization_id, id DESC)%'"
                        " OR indexdef LIKE '%(organization_id, id) WHERE%')").split(",")
         psql_script("".join(f"DROP INDEX {name};\n" for name in inbox if name))
-        results["insert_without_inbox_indexes"] = measure("insert, -inbox", [batches()], postmaster)
+        for _ in range(ROUNDS):
+            best(results, "insert_without_inbox_indexes",
+                 measure("insert, -inbox", [batches()], postmaster))
         others = B.psql("SELECT string_agg(i.indexname, ',') FROM pg_indexes i WHERE i.tablename = 'events'"
                         " AND i.indexname NOT IN (SELECT conname FROM pg_constraint"
                         " WHERE contype = 'p')").split(",")
         psql_script("".join(f"DROP INDEX {name};\n" for name in others if name))
-        results["insert_primary_key_only"] = measure("insert, pkey", [batches()], postmaster)
+        for _ in range(ROUNDS):
+            best(results, "insert_primary_key_only",
+                 measure("insert, pkey", [batches()], postmaster))
     finally:
         db.stop()
     width = max(len(k) for k in results)

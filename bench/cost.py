@@ -74,7 +74,11 @@ class Meter:
 
     def pg_sizes(self):
         row = B.psql(
-            "SELECT pg_total_relation_size('events'), pg_total_relation_size('delivery_attempts'),"
+            # The tables are partitioned: their bytes are their partitions'.
+            "SELECT (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits"
+            " WHERE inhparent = 'events'::regclass),"
+            " (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits"
+            " WHERE inhparent = 'delivery_attempts'::regclass),"
             " (SELECT count(*) FROM events), (SELECT count(*) FROM delivery_attempts),"
             " pg_current_wal_lsn() - '0/0'::pg_lsn")
         ev, att, nev, natt, wal = row.split("|")
