@@ -22,6 +22,7 @@ pub const EVENTS_REJECTED: &str = "triggers_events_rejected_total";
 pub const EVENTS_ARCHIVED: &str = "triggers_events_archived_total";
 pub const ARCHIVE_LAG: &str = "triggers_archive_lag_seconds";
 pub const ARCHIVE_ERRORS: &str = "triggers_archive_errors_total";
+pub const ARCHIVE_PARTITIONS_AHEAD: &str = "triggers_archive_partitions_ahead";
 pub const STREAM_LENGTH: &str = "triggers_stream_length";
 pub const STREAM_PENDING: &str = "triggers_stream_pending";
 pub const AUTH_LOOKUPS: &str = "triggers_auth_lookups_total";
@@ -155,6 +156,11 @@ const CATALOGUE: &[(&str, Kind, &str)] = &[
         ARCHIVE_ERRORS,
         Kind::Counter,
         "Archive batches or events that failed and stay pending for a retry",
+    ),
+    (
+        ARCHIVE_PARTITIONS_AHEAD,
+        Kind::Gauge,
+        "Months after the current one that every archive table has a partition for (0: next month's events would find none)",
     ),
     (STREAM_LENGTH, Kind::Gauge, "Entries in each stream"),
     (

@@ -36,6 +36,8 @@ use crate::store::{ArchiveTable, Month, Partition, PartitionMaintenance, Store, 
 /// that keeps failing has months to be noticed before a row is refused,
 /// and replicas whose clocks run ahead find their partitions.
 pub const MONTHS_AHEAD: u32 = 3;
+/// Months ahead [`months_ahead`] counts up to.
+const MAX_COUNTED_AHEAD: u32 = 24;
 /// Most months one refused batch makes [`cover`] create.
 const MAX_COVERED_MONTHS: usize = 12;
 
@@ -60,6 +62,29 @@ pub async fn ensure_ahead(store: &Store, now: DateTime<Utc>) -> Result<u64, Stor
     let first = Month::of(now);
     let months: Vec<Month> = (0..=MONTHS_AHEAD).map(|n| first.plus(n)).collect();
     create_missing(store, &months).await
+}
+
+/// How many whole months after `now`'s every archive table has a
+/// partition for, counting from the next one (0: next month's rows would
+/// find none); `None` before the archive is partitioned. Read-only: any
+/// replica can report it, whoever maintains the partitions.
+pub async fn months_ahead(store: &Store, now: DateTime<Utc>) -> Result<Option<u32>, StoreError> {
+    if !store.archive_is_partitioned().await? {
+        return Ok(None);
+    }
+    let current = Month::of(now);
+    let mut ahead = MAX_COUNTED_AHEAD;
+    for table in ArchiveTable::ALL {
+        let existing = store.partitions(table).await?;
+        let covered = (1..=MAX_COUNTED_AHEAD)
+            .take_while(|&n| {
+                let first = current.plus(n).first_id();
+                existing.iter().any(|p| p.contains(first))
+            })
+            .count();
+        ahead = ahead.min(u32::try_from(covered).unwrap_or(MAX_COUNTED_AHEAD));
+    }
+    Ok(Some(ahead))
 }
 
 /// Creates the missing partitions of the months of `ids`: for a batch the

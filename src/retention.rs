@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::Tier,
+    metrics::ARCHIVE_PARTITIONS_AHEAD,
     partitions,
     store::{Store, StoreError},
 };
@@ -194,6 +195,11 @@ impl RetentionSweeper {
         match partitions::ensure_ahead(&self.store, now).await {
             Ok(created) => swept.partitions_created = created,
             Err(err) => tracing::warn!(error = %err, "cannot create archive partitions ahead"),
+        }
+        match partitions::months_ahead(&self.store, now).await {
+            Ok(Some(months)) => metrics::gauge!(ARCHIVE_PARTITIONS_AHEAD).set(f64::from(months)),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot count archive partitions ahead"),
         }
         let longest =
             chrono::Duration::from_std(self.policy.longest()).unwrap_or(chrono::Duration::MAX);

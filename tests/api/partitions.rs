@@ -659,3 +659,46 @@ async fn the_archiver_creates_the_partition_of_a_month_that_has_none() {
     drop(store);
     database.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_months_of_partitions_ahead_are_counted_and_reported() {
+    let database = FreshDatabase::create().await;
+    let mut config = test_config(&unique_prefix());
+    config.database.database_url = database.url.as_str().into();
+    let app = spawn(config).await;
+    let store = Store::connect(&database.url, 2).await.expect("store");
+
+    // The worker's first retention pass created this month and three more.
+    let now = Utc::now();
+    assert_eq!(
+        partitions::months_ahead(&store, now).await.expect("count"),
+        Some(partitions::MONTHS_AHEAD)
+    );
+    let gauge = format!(
+        "triggers_archive_partitions_ahead {}",
+        partitions::MONTHS_AHEAD
+    );
+    eventually(Duration::from_secs(10), || async {
+        app.metrics().await.lines().any(|line| line == gauge)
+    })
+    .await;
+
+    // Seen from later months, fewer are left: at the last one, none.
+    let later = |months: u32| Month::of(now).plus(months).start() + chrono::Duration::days(1);
+    assert_eq!(
+        partitions::months_ahead(&store, later(2))
+            .await
+            .expect("count"),
+        Some(partitions::MONTHS_AHEAD - 2)
+    );
+    assert_eq!(
+        partitions::months_ahead(&store, later(partitions::MONTHS_AHEAD))
+            .await
+            .expect("count"),
+        Some(0)
+    );
+
+    app.stop().await;
+    drop(store);
+    database.drop().await;
+}
