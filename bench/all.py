@@ -17,17 +17,16 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/triggers-api"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+from benchlib import ROOT, http, log, wait_until  # noqa: E402
+
 DELIVERY_BENCH = os.path.join(ROOT, "target/release/examples/delivery_bench")
 PORT = int(os.environ.get("BENCH_PORT", "18090"))
 DURATION = os.environ.get("DURATION", "15s")
@@ -42,56 +41,15 @@ DELIVERY_EVENTS = os.environ.get("DELIVERY_EVENTS", "20000")
 results = {}
 
 
-def log(msg):
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
-def http(method, url, body=None, headers=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-class Service:
-    """One service process, its RSS sampled every 200 ms."""
+class Service(B.Service):
+    """A service process (bench/benchlib.py) whose RSS is sampled every 200 ms."""
 
     def __init__(self, role, port, prefix, extra_env=None):
-        env = dict(os.environ)
-        env.update({
-            "TRIGGERS_LISTEN": f"127.0.0.1:{port}",
-            "TRIGGERS_ROLE": role,
-            "TRIGGERS_REDIS_PREFIX": prefix,
-            "TRIGGERS_ALLOW_PRIVATE_WEBHOOKS": "true",
-            # A machine of our own: no secret key needed, organizations
-            # created through the API like any client.
-            "TRIGGERS_ENV": "development",
-            "TRIGGERS_ALLOW_OPEN_SIGNUP": "true",
-            "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
-        })
-        env.update(extra_env or {})
-        self.role = role
-        self.base = f"http://127.0.0.1:{port}"
-        self.log = open(os.path.join(tempfile.gettempdir(), f"bench-{role}-{port}.log"), "w")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.log, stderr=self.log)
+        super().__init__(role, port, prefix, extra_env, wait=False)
         self.peak_rss_kb = 0
         self._stop = threading.Event()
         threading.Thread(target=self._sample, daemon=True).start()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if http("GET", self.base + "/health", timeout=1)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"bench: the {role} process did not start; see {self.log.name}")
+        self.wait_healthy(30)
 
     def rss_kb(self):
         try:
@@ -103,32 +61,14 @@ class Service:
             pass
         return 0
 
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
     def _sample(self):
         while not self._stop.is_set():
             self.peak_rss_kb = max(self.peak_rss_kb, self.rss_kb())
             time.sleep(0.2)
 
-    def metric(self, name):
-        _, text = http("GET", self.base + "/metrics")
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
     def stop(self):
         self._stop.set()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().stop()
 
 
 def create_keys(base, n):
@@ -164,15 +104,6 @@ def wrk(script, url, keys_file=None, extra=(), connections=CONNECTIONS):
     return {k: float(v) if re.fullmatch(r"[0-9.]+", v) else v for k, v in fields.items()}
 
 
-def wait_until(check, limit):
-    started = time.time()
-    while time.time() - started < limit:
-        if check():
-            return time.time() - started
-        time.sleep(0.05)
-    return None
-
-
 def single_and_batch(prefix):
     svc = Service("all", PORT, prefix)
     try:
@@ -199,9 +130,9 @@ def single_and_batch(prefix):
         wait_until(lambda: svc.metric("triggers_events_archived_total")
                    >= svc.metric("triggers_events_accepted_total"), 120)
         time.sleep(2)
-        before = svc.cpu_seconds()
+        before = svc.cpu()
         time.sleep(IDLE_SECONDS)
-        results["idle_cpu_pct"] = 100 * (svc.cpu_seconds() - before) / IDLE_SECONDS
+        results["idle_cpu_pct"] = 100 * (svc.cpu() - before) / IDLE_SECONDS
         results["idle_rss_all_mib"] = svc.rss_kb() / 1024
     finally:
         svc.stop()
