@@ -247,19 +247,14 @@ mod tests {
         let hasher = Hasher::start(1, 1).unwrap();
         let key = keys::generate().unwrap();
         // One running, one queued; the rest must be refused, not wait.
-        let jobs: Vec<_> = (0..6)
-            .map(|_| {
-                let hasher = hasher.clone();
-                let (k, h) = (key.plaintext.clone(), key.hash.clone());
-                tokio::spawn(async move { hasher.verify(&k, &h).await })
-            })
-            .collect();
-        let mut busy = 0;
-        for job in jobs {
-            if matches!(job.await.unwrap(), Err(HashError::Busy)) {
-                busy += 1;
-            }
-        }
+        // join_all polls each in turn at once, so all six are submitted
+        // before the thread can finish the first.
+        let jobs = (0..6).map(|_| hasher.verify(&key.plaintext, &key.hash));
+        let busy = futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .filter(|outcome| matches!(outcome, Err(HashError::Busy)))
+            .count();
         assert!(busy >= 3, "only {busy} of 6 refused");
     }
 }

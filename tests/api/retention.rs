@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
+    config::Role,
     domain::Tier,
     partitions::{self, MONTHS_AHEAD},
     retention::{DEFAULT_RETENTION, DELETE_BATCH, RetentionPolicy, RetentionSweeper},
@@ -14,7 +15,7 @@ use triggers_api::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{FreshDatabase, db, spawn_app};
+use crate::helpers::{FreshDatabase, spawn, test_config, unique_prefix};
 
 /// An archived event created `days_ago`, with one delivery attempt.
 async fn old_event(db: &sqlx::PgPool, org: Uuid, days_ago: i64, status: &str) -> Uuid {
@@ -62,7 +63,14 @@ async fn exists(db: &sqlx::PgPool, id: Uuid) -> bool {
 
 #[tokio::test]
 async fn finished_events_past_the_tiers_retention_are_removed_and_nothing_else() {
-    let app = spawn_app().await;
+    // A database of its own and no worker: the retention pass of any other
+    // test's worker would sweep these organizations too, and count the
+    // removals as its own.
+    let database = FreshDatabase::create().await;
+    let mut config = test_config(&unique_prefix());
+    config.database.database_url = database.url.as_str().into();
+    config.role = Role::Api;
+    let app = spawn(config).await;
     let free = app.create_org("free").await;
     let enterprise = app.create_org("enterprise").await;
     let info: Value = app
@@ -73,7 +81,7 @@ async fn finished_events_past_the_tiers_retention_are_removed_and_nothing_else()
         .expect("info");
     assert_eq!(info["retention_days"], 7);
 
-    let db = db().await;
+    let db = database.pool(2).await;
     let free_id: Uuid = free.id.parse().expect("uuid");
     let enterprise_id: Uuid = enterprise.id.parse().expect("uuid");
     let delivered_old = old_event(&db, free_id, 10, "delivered").await;
@@ -118,6 +126,8 @@ async fn finished_events_past_the_tiers_retention_are_removed_and_nothing_else()
             .expect("attempts");
     assert_eq!(orphans, 0, "attempts go with their events");
     app.stop().await;
+    db.close().await;
+    database.drop().await;
 }
 
 async fn organization(db: &sqlx::PgPool, tier: &str) -> Uuid {
