@@ -159,8 +159,8 @@ async fn a_prefix_flood_is_bounded_and_the_keys_owner_is_still_served() {
     assert!(hashes as u64 <= PER_PREFIX + 1, "{hashes} verifications");
     // The owner was never refused.
     assert!(honest.iter().all(|(s, _)| *s == 202), "{honest:?}");
-    // Memory: at most a hashing buffer (19 MiB) per thread on top.
-    let bound = before + THREADS * 20 * 1024 + 64 * 1024;
+    // Memory: at most a hashing buffer (7 MiB) per thread on top.
+    let bound = before + THREADS * 8 * 1024 + 64 * 1024;
     assert!(
         peak < bound && after < bound,
         "RSS {before} -> {peak} -> {after} KiB"
