@@ -8,8 +8,9 @@
 //! keeps the batch in hand and retries it with a short back-off, so the
 //! backlog moves as soon as Postgres answers, not a visibility timeout later.
 //!
-//! A batch is first written as new rows, which Postgres takes for about a
-//! fifth less than an insert that checks each row for a conflict. Events
+//! A batch is first written as new rows, which costs Postgres less than an
+//! insert that checks each row for a conflict (28 against 33 µs of CPU a
+//! row in `bench/archive_ceiling.sh`). Events
 //! are already archived only after a crash, or when the delivery recorder
 //! wrote an event's row first; a batch that meets one is written again with
 //! the conflict check, which the next batches keep for [`CONFLICTS_LAST`],
