@@ -102,6 +102,21 @@ def best(results, name, run):
     kept["pg_cpu_us_per_row"] = min(kept["pg_cpu_us_per_row"], run["pg_cpu_us_per_row"])
 
 
+def in_turns(results, ways, postmaster):
+    """Measures each of `ways` (name: psql scripts run side by side) ROUNDS
+    times, taking turns, and keeps the best of each."""
+    for _ in range(ROUNDS):
+        for name, scripts in ways.items():
+            best(results, name, measure(name, scripts, postmaster))
+
+
+def drop_indexes(condition):
+    """Drops the indexes of the events table that match `condition`."""
+    names = B.psql("SELECT string_agg(indexname, ',') FROM pg_indexes"
+                   f" WHERE tablename = 'events' AND ({condition})").split(",")
+    psql_script("".join(f"DROP INDEX {name};\n" for name in names if name))
+
+
 def main():
     db = B.FreshDatabase("ceiling")
     results = {}
@@ -126,24 +141,13 @@ def main():
             "copy": [copy],
             "insert_x2": [batches(last=half), batches(first=half)],
         }
-        for _ in range(ROUNDS):
-            for name, scripts in ways.items():
-                best(results, name, measure(name, scripts, postmaster))
-        inbox = B.psql("SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'events'"
-                       " AND (indexdef LIKE '%(organization_id, status, id DESC)%'"
-                       " OR indexdef LIKE '%(organization_id, id DESC)%'"
-                       " OR indexdef LIKE '%(organization_id, id) WHERE%')").split(",")
-        psql_script("".join(f"DROP INDEX {name};\n" for name in inbox if name))
-        for _ in range(ROUNDS):
-            best(results, "insert_without_inbox_indexes",
-                 measure("insert, -inbox", [batches()], postmaster))
-        others = B.psql("SELECT string_agg(i.indexname, ',') FROM pg_indexes i WHERE i.tablename = 'events'"
-                        " AND i.indexname NOT IN (SELECT conname FROM pg_constraint"
-                        " WHERE contype = 'p')").split(",")
-        psql_script("".join(f"DROP INDEX {name};\n" for name in others if name))
-        for _ in range(ROUNDS):
-            best(results, "insert_primary_key_only",
-                 measure("insert, pkey", [batches()], postmaster))
+        in_turns(results, ways, postmaster)
+        drop_indexes("indexdef LIKE '%(organization_id, status, id DESC)%'"
+                     " OR indexdef LIKE '%(organization_id, id DESC)%'"
+                     " OR indexdef LIKE '%(organization_id, id) WHERE%'")
+        in_turns(results, {"insert_without_inbox_indexes": [batches()]}, postmaster)
+        drop_indexes("indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')")
+        in_turns(results, {"insert_primary_key_only": [batches()]}, postmaster)
     finally:
         db.stop()
     width = max(len(k) for k in results)

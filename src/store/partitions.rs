@@ -253,6 +253,17 @@ pub struct PartitionMaintenance {
     conn: PgConnection,
 }
 
+/// Attaches `name` to `table` as the partition of `[from, to)`.
+fn attach_sql(table: ArchiveTable, name: &str, from: Option<Uuid>, to: Option<Uuid>) -> String {
+    format!(
+        "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({});",
+        table.name(),
+        quoted(name),
+        sql_bound(from, "MINVALUE"),
+        sql_bound(to, "MAXVALUE"),
+    )
+}
+
 impl PartitionMaintenance {
     pub async fn partitions(&mut self, table: ArchiveTable) -> Result<Vec<Partition>, StoreError> {
         partitions(&mut self.conn, table).await
@@ -269,14 +280,13 @@ impl PartitionMaintenance {
         from: Option<Uuid>,
         to: Option<Uuid>,
     ) -> Result<(), StoreError> {
-        let name = quoted(name);
         let parent = table.name();
-        let from = sql_bound(from, "MINVALUE");
-        let to = sql_bound(to, "MAXVALUE");
+        let attach = attach_sql(table, name, from, to);
         self.run(format!(
             "SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}';
-             CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-             ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
+             CREATE TABLE {} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+             {attach}",
+            quoted(name)
         ))
         .await
     }
@@ -291,13 +301,9 @@ impl PartitionMaintenance {
         from: Option<Uuid>,
         to: Option<Uuid>,
     ) -> Result<(), StoreError> {
-        let name = quoted(name);
-        let parent = table.name();
-        let from = sql_bound(from, "MINVALUE");
-        let to = sql_bound(to, "MAXVALUE");
         self.run(format!(
-            "SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}';
-             ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
+            "SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}'; {}",
+            attach_sql(table, name, from, to)
         ))
         .await
     }
