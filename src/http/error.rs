@@ -10,6 +10,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
@@ -33,15 +34,19 @@ pub struct ErrorBody {
     retry_after_seconds: Option<u64>,
 }
 
-/// The machine-readable error codes.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
+/// The machine-readable error codes. Responses take their `code` from this
+/// enum, which is also the document's list: a code cannot be sent without
+/// being documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     MalformedJson,
     UnreadableBody,
     InvalidCursor,
     Unauthorized,
+    Forbidden,
+    TooManyFailures,
+    BodyTimeout,
     NotFound,
     MethodNotAllowed,
     Duplicate,
@@ -49,6 +54,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Invalid,
     RateLimited,
+    Busy,
     Unavailable,
     Internal,
 }
@@ -56,7 +62,7 @@ pub enum ErrorCode {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -75,8 +81,9 @@ pub enum ApiError {
         original_id: String,
         limit: RateLimit,
     },
-    #[error("request body is larger than {} bytes", crate::domain::MAX_BODY_BYTES)]
-    PayloadTooLarge,
+    /// Over the route's body limit, `limit` bytes.
+    #[error("request body is larger than {}", size(*limit))]
+    PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unprocessable(String),
     #[error("rate limit exceeded")]
@@ -92,8 +99,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A size as people write it: `256 KiB`, `1 MiB`, or bytes.
+pub(crate) fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
             message: message.into(),
@@ -111,7 +131,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Duplicate { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -119,23 +139,23 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::TooManyFailures { .. } => "too_many_failures",
-            ApiError::BodyTimeout => "body_timeout",
-            ApiError::Busy => "busy",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Duplicate { .. } => "duplicate",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::Unprocessable(_) => "invalid",
-            ApiError::RateLimited(_) => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::TooManyFailures { .. } => ErrorCode::TooManyFailures,
+            ApiError::BodyTimeout => ErrorCode::BodyTimeout,
+            ApiError::Busy => ErrorCode::Busy,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Duplicate { .. } => ErrorCode::Duplicate,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::Unprocessable(_) => ErrorCode::Invalid,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -283,6 +303,63 @@ impl From<&AuthError> for ApiError {
     }
 }
 
+/// One error of every kind, and every code a 400 carries: what the
+/// document's list of codes must cover.
+#[cfg(test)]
+pub(crate) fn one_of_each() -> Vec<ApiError> {
+    let limit = || RateLimit {
+        limit: 1,
+        remaining: 0,
+        reset_after: std::time::Duration::from_secs(1),
+        retry_after: None,
+    };
+    let all = vec![
+        ApiError::bad_request(ErrorCode::MalformedJson, "x"),
+        ApiError::bad_request(ErrorCode::UnreadableBody, "x"),
+        ApiError::bad_request(ErrorCode::InvalidCursor, "x"),
+        ApiError::Unauthorized("x"),
+        ApiError::Forbidden("x"),
+        ApiError::TooManyFailures {
+            retry_after: std::time::Duration::from_secs(1),
+        },
+        ApiError::NotFound("x"),
+        ApiError::MethodNotAllowed,
+        ApiError::Conflict("x".into()),
+        ApiError::Duplicate {
+            original_id: "x".into(),
+            limit: limit(),
+        },
+        ApiError::PayloadTooLarge { limit: 1 },
+        ApiError::Unprocessable("x".into()),
+        ApiError::RateLimited(limit()),
+        ApiError::BodyTimeout,
+        ApiError::Busy,
+        ApiError::Unavailable("x".into()),
+        ApiError::Internal("x".into()),
+    ];
+    // Not compiled until a new kind of error is added to the list above.
+    for err in &all {
+        match err {
+            ApiError::BadRequest { .. }
+            | ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::TooManyFailures { .. }
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::Conflict(_)
+            | ApiError::Duplicate { .. }
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::Unprocessable(_)
+            | ApiError::RateLimited(_)
+            | ApiError::BodyTimeout
+            | ApiError::Busy
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => {}
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -335,7 +412,10 @@ mod tests {
                     .into(),
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
-            (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+            (
+                ApiError::PayloadTooLarge { limit: 1024 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
             (AuthError::Busy.into(), StatusCode::SERVICE_UNAVAILABLE),
             (
                 AuthError::TooManyFailures(
@@ -352,7 +432,7 @@ mod tests {
             ),
             (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED),
             (
-                ApiError::bad_request("malformed_json", "x"),
+                ApiError::bad_request(ErrorCode::MalformedJson, "x"),
                 StatusCode::BAD_REQUEST,
             ),
             (

@@ -11,7 +11,6 @@
 use std::sync::LazyLock;
 
 use axum::{
-    extract::DefaultBodyLimit,
     http::header,
     response::{Html, IntoResponse},
 };
@@ -27,9 +26,12 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::domain::MAX_BODY_BYTES;
+
 use super::{
     AppState,
-    error::{ErrorBody, ErrorCode},
+    error::{ErrorBody, ErrorCode, size},
+    extract::with_body_limit,
     routes::{batch, events, health, keys, leases, webhooks},
 };
 
@@ -40,7 +42,8 @@ use super::{
         description = "Durable event ingestion, an inbox with leases for pull consumers, and \
                        signed webhook delivery. Errors are JSON `{\"error\", \"code\"}`; every \
                        response carries `X-Request-Id`; authenticated responses carry \
-                       `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.",
+                       `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`. \
+                       A request head over the server's limit is answered 431 without a body.",
     ),
     components(schemas(ErrorBody, ErrorCode)),
     tags(
@@ -60,11 +63,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::info))
         .routes(routes!(keys::rotate))
         .routes(routes!(events::ingest))
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(batch::ingest_batch))
-                .layer(DefaultBodyLimit::max(batch::MAX_BATCH_BYTES)),
-        )
+        .merge(with_body_limit(
+            OpenApiRouter::new().routes(routes!(batch::ingest_batch)),
+            batch::MAX_BATCH_BYTES,
+        ))
         .routes(routes!(events::get))
         .routes(routes!(events::inbox))
         .routes(routes!(events::ack))
@@ -261,10 +263,14 @@ impl Conventions {
             ("500", error_response("Internal error (`internal`)")),
             (
                 "503",
-                error_response(
+                error_response(if authenticated {
                     "Redis or Postgres unreachable, or the request took too long \
-                     (`unavailable`): retry; nothing was accepted",
-                ),
+                     (`unavailable`), or the API key cannot be checked now (`busy`): \
+                     retry; nothing was accepted"
+                } else {
+                    "Redis or Postgres unreachable, or the request took too long \
+                     (`unavailable`): retry; nothing was accepted"
+                }),
             ),
         ];
         if authenticated {
@@ -274,7 +280,10 @@ impl Conventions {
             ));
             errors.push((
                 "429",
-                error_response("Over the tier's rate limit (`rate_limited`)"),
+                error_response(
+                    "Over the tier's rate limit (`rate_limited`), or too many failed key \
+                     checks from this key prefix or address (`too_many_failures`)",
+                ),
             ));
         }
         if has_body {
@@ -283,8 +292,15 @@ impl Conventions {
                 error_response("The body is not JSON (`malformed_json`, `unreadable_body`)"),
             ));
             errors.push((
+                "408",
+                error_response("The body did not arrive in time (`body_timeout`)"),
+            ));
+            errors.push((
                 "413",
-                error_response("The body is over 256 KiB (`payload_too_large`)"),
+                error_response(&format!(
+                    "The body is over {} (`payload_too_large`)",
+                    size(MAX_BODY_BYTES)
+                )),
             ));
         }
         if has_body || in_query {
@@ -389,6 +405,54 @@ impl Modify for Conventions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::error::one_of_each;
+
+    #[test]
+    fn every_code_the_server_sends_is_documented() {
+        let json = document();
+        let documented: Vec<&str> = json["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("ErrorCode enum")
+            .iter()
+            .filter_map(|code| code.as_str())
+            .collect();
+        for err in one_of_each() {
+            let sent = serde_json::to_value(err.code()).expect("code");
+            let body = body_json(err.into_response());
+            assert_eq!(body["code"], sent);
+            let sent = sent.as_str().expect("a string");
+            assert!(documented.contains(&sent), "`{sent}` is not documented");
+        }
+        for code in ["forbidden", "too_many_failures", "body_timeout", "busy"] {
+            assert!(documented.contains(&code), "`{code}` is not documented");
+        }
+    }
+
+    #[test]
+    fn the_batch_route_documents_its_own_body_limit() {
+        let json = document();
+        let too_large = json["paths"]["/api/events/batch"]["post"]["responses"]["413"]
+            ["description"]
+            .as_str()
+            .expect("413");
+        assert!(
+            too_large.contains(&size(batch::MAX_BATCH_BYTES)),
+            "{too_large}"
+        );
+        let single = json["paths"]["/api/events"]["post"]["responses"]["413"]["description"]
+            .as_str()
+            .expect("413");
+        assert!(single.contains(&size(MAX_BODY_BYTES)), "{single}");
+    }
+
+    fn body_json(response: axum::response::Response) -> serde_json::Value {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
 
     #[test]
     fn every_authenticated_operation_documents_its_errors_and_headers() {

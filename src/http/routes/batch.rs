@@ -54,8 +54,7 @@ pub struct ItemResult {
     )]
     created_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<ErrorCode>)]
-    code: Option<&'static str>,
+    code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +62,7 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
-    fn refused(status: StatusCode, code: &'static str, error: String) -> Self {
+    fn refused(status: StatusCode, code: ErrorCode, error: String) -> Self {
         Self {
             status: status.as_u16(),
             id: None,
@@ -160,7 +159,7 @@ pub async fn ingest_batch(
                 rejected("rate_limited");
                 ItemResult::refused(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "rate limit exceeded".into(),
                 )
             }

@@ -21,7 +21,7 @@ use crate::{
     },
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::{ApiError, ErrorBody, ErrorCode},
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
@@ -124,7 +124,7 @@ pub(super) async fn refuse_request(
     err: ApiError,
 ) -> Result<Response, ApiError> {
     rejected(match err {
-        ApiError::PayloadTooLarge => "too_large",
+        ApiError::PayloadTooLarge { .. } => "too_large",
         _ => "invalid",
     });
     let limit = state.limiter.check(org).await?;
@@ -320,7 +320,7 @@ pub async fn inbox(
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid cursor"))?,
+                .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidCursor, "invalid cursor"))?,
         ),
     };
     let page = state

@@ -70,6 +70,7 @@ fn admin_allowed(expected: &str, headers: &HeaderMap) -> bool {
     responses(
         (status = 201, description = "The organization and its key, shown once", body = NewKeyResponse),
         (status = 401, description = "The admin token is required and was not presented", body = ErrorBody),
+        (status = 403, description = "Sign-up is closed: no admin token is set and open sign-up is off (`forbidden`)", body = ErrorBody),
     ),
     security((), ("admin_token" = [])),
 )]
