@@ -12,7 +12,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::store::{EventRow, LeaseQuery, Store, StoreError};
+use crate::{
+    domain::Name,
+    store::{EventRow, LeaseQuery, Store, StoreError},
+};
 
 /// Most events one lease hands out.
 pub const MAX_LEASE_LIMIT: u32 = 100;
@@ -38,7 +41,7 @@ pub enum LeasesError {
 pub struct LeaseRequest {
     pub limit: u32,
     pub lease_seconds: u32,
-    pub event_type: Option<String>,
+    pub event_type: Option<Name>,
 }
 
 /// A granted lease.
@@ -81,7 +84,7 @@ impl Leases {
                     lease_id,
                     limit: wanted,
                     lease_seconds: request.lease_seconds,
-                    event_type: request.event_type.as_deref(),
+                    event_type: request.event_type.as_ref().map(Name::as_str),
                     max_leases: self.max_leases,
                 })
                 .await?;

@@ -163,12 +163,10 @@ impl Admin {
     }
 
     async fn create_org(&self, name: &str, tier: Tier) -> Result<(), AdminError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > crate::domain::MAX_NAME_CHARS {
-            return Err(AdminError::Invalid(
-                "the name must be 1 to 255 characters".into(),
-            ));
-        }
+        let name = crate::domain::Name::parse(name)
+            .map_err(|e| AdminError::Invalid(format!("the name {e}")))?
+            .trimmed();
+        let name = name.as_str();
         let key = keys::generate().map_err(|e| AdminError::Invalid(e.to_string()))?;
         let (org, _) = self
             .store

@@ -9,9 +9,7 @@ use std::{
 use axum::{
     Extension,
     body::Bytes,
-    extract::{
-        ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request,
-    },
+    extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -167,16 +165,26 @@ impl BodyTimeout {
     const DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
 }
 
+/// `bytes` as a `T`: 400 when not JSON, 422 naming the field when JSON of
+/// the wrong shape or with an invalid value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|err| {
-        use serde_json::error::Category;
-        match err.classify() {
-            Category::Data => ApiError::Unprocessable(err.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request(ErrorCode::MalformedJson, format!("malformed JSON: {err}"))
-            }
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json)
+        .map_err(|err| refusal(&err.path().to_string(), err.into_inner()))?;
+    json.end().map_err(|err| refusal(".", err))?;
+    Ok(value)
+}
+
+/// What a body is refused with; `path` is where in it, `.` for the whole.
+fn refusal(path: &str, err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data if path == "." => ApiError::Unprocessable(err.to_string()),
+        Category::Data => ApiError::Unprocessable(format!("`{path}`: {err}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request(ErrorCode::MalformedJson, format!("malformed JSON: {err}"))
         }
-    })
+    }
 }
 
 /// Query parameters whose errors are 422 with our error shape.

@@ -431,10 +431,10 @@ mod tests {
     #[test]
     fn the_batch_route_documents_its_own_body_limit() {
         let json = document();
-        let too_large = json["paths"]["/api/events/batch"]["post"]["responses"]["413"]
-            ["description"]
-            .as_str()
-            .expect("413");
+        let too_large =
+            json["paths"]["/api/events/batch"]["post"]["responses"]["413"]["description"]
+                .as_str()
+                .expect("413");
         assert!(
             too_large.contains(&size(batch::MAX_BATCH_BYTES)),
             "{too_large}"

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, OrgContext, contains_nul, json_contains_nul,
-        json_numbers_fit, mint_event_id,
+        EventRecord, EventStatus, MAX_NAME_CHARS, Name, OrgContext, contains_nul,
+        json_contains_nul, json_numbers_fit, mint_event_id,
     },
     http::{
         AppState,
@@ -34,12 +34,7 @@ use crate::{
 pub struct NewEvent {
     /// What happened, e.g. `order.created`.
     #[serde(rename = "type")]
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
-    )]
-    event_type: String,
+    event_type: Name,
     /// Refused with 409 when used by another event in the last 24 hours.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
@@ -53,12 +48,6 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub(super) fn validate(&self) -> Result<(), ApiError> {
-        let chars = self.event_type.chars().count();
-        if self.event_type.trim().is_empty() || chars > MAX_NAME_CHARS {
-            return Err(ApiError::Unprocessable(format!(
-                "`type` must be a non-empty string of at most {MAX_NAME_CHARS} characters"
-            )));
-        }
         if let Some(dedup) = &self.dedup_id {
             if dedup.is_empty() || dedup.chars().count() > MAX_NAME_CHARS {
                 return Err(ApiError::Unprocessable(format!(
@@ -76,8 +65,7 @@ impl NewEvent {
                 "`payload` numbers must be within the range of a double (about ±1.8e308)".into(),
             ));
         }
-        if contains_nul(&self.event_type)
-            || self.dedup_id.as_deref().is_some_and(contains_nul)
+        if self.dedup_id.as_deref().is_some_and(contains_nul)
             || json_contains_nul(self.payload.get())
         {
             return Err(ApiError::Unprocessable(
@@ -93,7 +81,7 @@ impl NewEvent {
         EventRecord {
             id,
             organization_id,
-            event_type: self.event_type,
+            event_type: self.event_type.into_string(),
             dedup_id: self.dedup_id,
             payload: self.payload.get().to_owned(),
             created_at,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{events::EventView, rfc3339};
 use crate::{
-    domain::{MAX_NAME_CHARS, contains_nul},
+    domain::Name,
     http::{
         AppState,
         error::ApiError,
@@ -32,8 +32,7 @@ pub struct LeaseBody {
     lease_seconds: Option<u64>,
     /// Only events of this type.
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
-    event_type: Option<String>,
+    event_type: Option<Name>,
 }
 
 /// JSON Schema counts `2.0` as an integer; so do we.
@@ -85,13 +84,6 @@ impl LeaseBody {
             LEASE_SECONDS,
             "lease_seconds",
         )?;
-        if let Some(t) = &self.event_type {
-            if t.is_empty() || t.chars().count() > MAX_NAME_CHARS || contains_nul(t) {
-                return Err(ApiError::Unprocessable(format!(
-                    "`type` must be 1 to {MAX_NAME_CHARS} characters, without NUL"
-                )));
-            }
-        }
         Ok(LeaseRequest {
             limit,
             lease_seconds,
