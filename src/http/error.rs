@@ -273,6 +273,7 @@ impl From<EventsError> for ApiError {
 impl From<LeasesError> for ApiError {
     fn from(err: LeasesError) -> Self {
         match err {
+            LeasesError::UnknownLease => ApiError::NotFound("no such lease in your organization"),
             LeasesError::Store(e) => e.into(),
         }
     }

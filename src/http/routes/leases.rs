@@ -11,7 +11,7 @@ use crate::{
     domain::Name,
     http::{
         AppState,
-        error::ApiError,
+        error::{ApiError, ErrorBody},
         extract::{JsonBody, Limited},
     },
     leases::{
@@ -132,6 +132,7 @@ pub async fn lease(
 
 #[derive(Deserialize, ToSchema)]
 pub struct LeaseAction {
+    /// A lease of your organization (404 otherwise), expired or not.
     lease_id: Uuid,
     /// Only these of the lease's events (1–100); all of them when absent.
     #[schema(min_items = 1, max_items = 100)]
@@ -177,7 +178,10 @@ pub struct Acknowledged {
     path = "/api/inbox/ack",
     tag = "inbox",
     request_body = LeaseAction,
-    responses((status = 200, description = "What was acknowledged", body = Acknowledged)),
+    responses(
+        (status = 200, description = "What was acknowledged", body = Acknowledged),
+        (status = 404, description = "Not a lease of your organization (`not_found`); an expired or finished lease of its own is 200", body = ErrorBody),
+    ),
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn ack(
@@ -217,7 +221,10 @@ pub struct Released {
     path = "/api/inbox/release",
     tag = "inbox",
     request_body = LeaseAction,
-    responses((status = 200, description = "What was released", body = Released)),
+    responses(
+        (status = 200, description = "What was released", body = Released),
+        (status = 404, description = "Not a lease of your organization (`not_found`); an expired or finished lease of its own is 200", body = ErrorBody),
+    ),
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn release(
