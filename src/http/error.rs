@@ -19,21 +19,6 @@ use crate::{
     redis::RedisError, store::StoreError,
 };
 
-/// Every error response's body, as documented in the OpenAPI document. The
-/// body itself is built in [`ApiError::into_response`].
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    error: String,
-    /// What went wrong, for programs.
-    code: ErrorCode,
-    /// 409 `duplicate`: the id of the event that used the `dedup_id` first.
-    original_id: Option<String>,
-    /// 429: seconds until a request may succeed (also in `Retry-After`).
-    retry_after_seconds: Option<u64>,
-}
-
 /// The machine-readable error codes. Responses take their `code` from this
 /// enum, which is also the document's list: a code cannot be sent without
 /// being documented.
@@ -302,63 +287,6 @@ impl From<&AuthError> for ApiError {
             AuthError::Shared(e) => e.as_ref().into(),
         }
     }
-}
-
-/// One error of every kind, and every code a 400 carries: what the
-/// document's list of codes must cover.
-#[cfg(test)]
-pub(crate) fn one_of_each() -> Vec<ApiError> {
-    let limit = || RateLimit {
-        limit: 1,
-        remaining: 0,
-        reset_after: std::time::Duration::from_secs(1),
-        retry_after: None,
-    };
-    let all = vec![
-        ApiError::bad_request(ErrorCode::MalformedJson, "x"),
-        ApiError::bad_request(ErrorCode::UnreadableBody, "x"),
-        ApiError::bad_request(ErrorCode::InvalidCursor, "x"),
-        ApiError::Unauthorized("x"),
-        ApiError::Forbidden("x"),
-        ApiError::TooManyFailures {
-            retry_after: std::time::Duration::from_secs(1),
-        },
-        ApiError::NotFound("x"),
-        ApiError::MethodNotAllowed,
-        ApiError::Conflict("x".into()),
-        ApiError::Duplicate {
-            original_id: "x".into(),
-            limit: limit(),
-        },
-        ApiError::PayloadTooLarge { limit: 1 },
-        ApiError::Unprocessable("x".into()),
-        ApiError::RateLimited(limit()),
-        ApiError::BodyTimeout,
-        ApiError::Busy,
-        ApiError::Unavailable("x".into()),
-        ApiError::Internal("x".into()),
-    ];
-    // Not compiled until a new kind of error is added to the list above.
-    for err in &all {
-        match err {
-            ApiError::BadRequest { .. }
-            | ApiError::Unauthorized(_)
-            | ApiError::Forbidden(_)
-            | ApiError::TooManyFailures { .. }
-            | ApiError::NotFound(_)
-            | ApiError::MethodNotAllowed
-            | ApiError::Conflict(_)
-            | ApiError::Duplicate { .. }
-            | ApiError::PayloadTooLarge { .. }
-            | ApiError::Unprocessable(_)
-            | ApiError::RateLimited(_)
-            | ApiError::BodyTimeout
-            | ApiError::Busy
-            | ApiError::Unavailable(_)
-            | ApiError::Internal(_) => {}
-        }
-    }
-    all
 }
 
 #[cfg(test)]

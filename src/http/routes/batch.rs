@@ -20,8 +20,9 @@ use super::{
 use crate::{
     http::{
         AppState,
-        error::{ApiError, ErrorBody, ErrorCode},
+        error::{ApiError, ErrorCode},
         extract::{Caller, JsonBody, parse_json},
+        schema::ErrorBody,
     },
     metrics::EVENTS_ACCEPTED,
     streams::Admission,

@@ -21,8 +21,9 @@ use crate::{
     },
     http::{
         AppState,
-        error::{ApiError, ErrorBody, ErrorCode},
+        error::{ApiError, ErrorCode},
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
+        schema::ErrorBody,
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     store::{EventRow, InboxQuery},
@@ -42,7 +43,7 @@ pub struct NewEvent {
     /// Any JSON object, stored and delivered exactly as sent; its strings
     /// may not contain U+0000, its numbers must fit a double.
     // Kept as the client's exact bytes: validated, never re-serialised.
-    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    #[schema(schema_with = crate::http::schema::payload_ref)]
     payload: Box<RawValue>,
 }
 
@@ -179,7 +180,7 @@ pub struct EventView {
     #[serde(rename = "type")]
     event_type: String,
     dedup_id: Option<String>,
-    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    #[schema(schema_with = crate::http::schema::payload_ref)]
     payload: Box<RawValue>,
     status: EventStatus,
     attempts: i32,

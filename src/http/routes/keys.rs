@@ -18,8 +18,9 @@ use crate::{
     domain::{Name, Tier},
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::ApiError,
         extract::{JsonBody, Limited},
+        schema::ErrorBody,
     },
     store::NewOrganization,
 };

@@ -11,8 +11,9 @@ use crate::{
     domain::Name,
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::ApiError,
         extract::{JsonBody, Limited},
+        schema::ErrorBody,
     },
     leases::{
         DEFAULT_LEASE_LIMIT, DEFAULT_LEASE_SECONDS, LEASE_SECONDS, LeaseRequest, MAX_EVENT_IDS,
