@@ -67,21 +67,38 @@ fn operation_id(method: &str, path: &str) -> String {
     format!("{method}_{}", words.join("_"))
 }
 
-impl Conventions {
-    fn operation(op: &mut Operation) {
-        let authenticated = op.security.as_ref().is_some_and(|s| {
-            serde_json::to_string(s).is_ok_and(|json| json.contains(&format!("\"{API_KEY}\"")))
-        });
-        let has_body = op.request_body.is_some();
-        let params = op.parameters.as_deref().unwrap_or_default();
-        let in_path = params
-            .iter()
-            .any(|p| matches!(p.parameter_in, ParameterIn::Path));
-        let in_query = params
-            .iter()
-            .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+/// What an operation is, as far as its common responses go.
+struct Kind {
+    authenticated: bool,
+    has_body: bool,
+    in_path: bool,
+    in_query: bool,
+}
 
-        let mut errors: Vec<(&str, Response)> = vec![
+impl Kind {
+    fn of(op: &Operation) -> Self {
+        let params = op.parameters.as_deref().unwrap_or_default();
+        let has = |place: fn(&ParameterIn) -> bool| params.iter().any(|p| place(&p.parameter_in));
+        Self {
+            authenticated: op.security.as_ref().is_some_and(|s| {
+                serde_json::to_string(s).is_ok_and(|json| json.contains(&format!("\"{API_KEY}\"")))
+            }),
+            has_body: op.request_body.is_some(),
+            in_path: has(|p| matches!(p, ParameterIn::Path)),
+            in_query: has(|p| matches!(p, ParameterIn::Query)),
+        }
+    }
+
+    /// The error responses an operation of this kind can give, each with
+    /// the codes it carries.
+    fn errors(&self) -> Vec<(&'static str, Response)> {
+        let Kind {
+            authenticated,
+            has_body,
+            in_path,
+            in_query,
+        } = *self;
+        let mut errors: Vec<(&'static str, Response)> = vec![
             ("500", error_response("Internal error (`internal`)")),
             (
                 "503",
@@ -137,7 +154,14 @@ impl Conventions {
                 error_response("No such event in your organization (`not_found`)"),
             ));
         }
-        for (status, response) in errors {
+        errors
+    }
+}
+
+impl Conventions {
+    fn operation(op: &mut Operation) {
+        let kind = Kind::of(op);
+        for (status, response) in kind.errors() {
             op.responses
                 .responses
                 .entry(status.to_owned())
@@ -160,7 +184,7 @@ impl Conventions {
                     "The request's id: yours if you sent one, else a new UUID",
                 ),
             );
-            if authenticated {
+            if kind.authenticated {
                 for (name, header) in rate_limit_headers() {
                     response.headers.insert(name.into(), header);
                 }
