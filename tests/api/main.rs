@@ -4,6 +4,7 @@
 mod admin;
 mod archive;
 mod batch;
+mod cleanup;
 mod cluster;
 mod collector;
 mod delivery;
@@ -25,3 +26,4 @@ mod retention;
 mod security;
 mod traces;
 mod validation;
+mod world;
