@@ -152,8 +152,9 @@ where
                         .enable_all()
                         .build()
                         .ok()?;
+                    // The timer is made inside the runtime it belongs to.
                     runtime
-                        .block_on(tokio::time::timeout(CLEANUP_LIMIT, work))
+                        .block_on(async { tokio::time::timeout(CLEANUP_LIMIT, work).await })
                         .ok()
                 })
                 .join()
