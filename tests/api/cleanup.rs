@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 
 use crate::{
-    helpers::{db, eventually, redis, spawn, test_config, unique_prefix},
+    helpers::{FreshDatabase, db, eventually, redis, spawn, test_config, unique_prefix},
     process::start_with,
 };
 
@@ -94,4 +94,29 @@ async fn an_app_stopped_mid_test_keeps_its_world_until_the_test_lets_go() {
     drop(prefix);
     assert_eq!(keys_under(&pool, &name).await, 0);
     assert_eq!(organizations_with_id(&db, &org.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_database_goes_with_the_test_that_panicked() {
+    let (created, url) = tokio::sync::oneshot::channel();
+    let failed = tokio::spawn(async move {
+        let database = FreshDatabase::create().await;
+        let _ = created.send(database.url.clone());
+        panic!("a test failing before it dropped its database");
+    })
+    .await;
+    assert!(failed.expect_err("the test panicked").is_panic());
+    let url = url.await.expect("the database was created");
+    let (_, name) = url.rsplit_once('/').expect("a database name");
+
+    let db = db().await;
+    eventually(Duration::from_secs(10), || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_one(&db)
+            .await
+            .expect("count databases");
+        left == 0
+    })
+    .await;
 }

@@ -19,8 +19,8 @@ use triggers_api::{
 };
 use uuid::Uuid;
 
-pub use crate::world::Prefix;
 use crate::world::{World, run_aside};
+pub use crate::{fresh_database::FreshDatabase, world::Prefix};
 
 /// The service running in-process. Dropped without `stop` (a test that
 /// panicked, say), it is shut down all the same.
@@ -354,56 +354,4 @@ pub async fn inject_entry(pool: &Pool, prefix: &str, event: EventRecord) {
     )
     .await
     .expect("xadd");
-}
-
-/// A database of its own on the test Postgres, for tests that change the
-/// schema or drop partitions, which would pull the shared database from
-/// under the tests running beside them.
-pub struct FreshDatabase {
-    pub url: String,
-    name: String,
-}
-
-impl FreshDatabase {
-    pub async fn create() -> Self {
-        let name = format!("triggers_test_{}", Uuid::new_v4().simple());
-        let shared = Config::from_env()
-            .expect("configuration from the environment")
-            .database
-            .database_url;
-        let (server, _) = shared
-            .rsplit_once('/')
-            .expect("DATABASE_URL names a database");
-        let admin = db().await;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .expect("create a database");
-        admin.close().await;
-        Self {
-            url: format!("{server}/{name}"),
-            name,
-        }
-    }
-
-    pub async fn pool(&self, connections: u32) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(connections)
-            .connect(&self.url)
-            .await
-            .expect("connect to the fresh database")
-    }
-
-    /// Drops the database, ending whatever sessions still use it.
-    pub async fn drop(self) {
-        let admin = db().await;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&admin)
-        .await
-        .expect("drop the database");
-        admin.close().await;
-    }
 }

@@ -10,6 +10,7 @@ mod collector;
 mod delivery;
 mod examples;
 mod flow;
+mod fresh_database;
 mod fuzz;
 mod helpers;
 mod isolation;
