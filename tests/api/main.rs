@@ -4,11 +4,13 @@
 mod admin;
 mod archive;
 mod batch;
+mod cleanup;
 mod cluster;
 mod collector;
 mod delivery;
 mod examples;
 mod flow;
+mod fresh_database;
 mod fuzz;
 mod helpers;
 mod isolation;
@@ -25,3 +27,4 @@ mod retention;
 mod security;
 mod traces;
 mod validation;
+mod world;
