@@ -177,7 +177,6 @@ impl Authenticator {
                 Err(_) => Cached::Rejected,
             });
         }
-        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
         let (value, ttl, cached) = match self.verify_in_store(presented, client).await? {
             Some(org) => (
                 serde_json::to_string(&org).map_err(|e| AuthError::Internal(e.to_string()))?,
@@ -228,6 +227,9 @@ impl Authenticator {
             metrics::counter!(AUTH_REFUSED, "reason" => exceeded.as_str()).increment(1);
             return Err(AuthError::TooManyFailures(exceeded, failures.window()));
         }
+        // Counted here rather than on a cache miss: a malformed or refused
+        // key queries nothing (refusals have their own counter).
+        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
         let verified = match self.store.key_credentials(lookup).await? {
             Some(credentials) => {
                 let matches = self
