@@ -24,7 +24,7 @@ pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, Webh
 pub use events::{EventRow, InboxPage, InboxQuery};
 pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
-pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance, parse_bounds};
+pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
