@@ -6,12 +6,12 @@ use fred::prelude::{KeysInterface, Pool, StreamsInterface};
 use triggers_api::{
     config::Config,
     domain::{EventRecord, mint_event_id},
-    redis::{Keys, connect_client},
+    redis::{Keys, connect_client, connect_pool},
     streams::{Consumer, Received, StreamEntry, StreamKind},
 };
 use uuid::Uuid;
 
-use crate::helpers::{redis, unique_prefix};
+use crate::helpers::unique_prefix;
 
 const SHARDS: u16 = 8;
 const PER_STREAM: usize = 12;
@@ -24,10 +24,22 @@ fn stream_of(keys: &Keys, kind: StreamKind, shard: u16) -> String {
     }
 }
 
+fn single_node() -> String {
+    Config::from_env()
+        .expect("configuration")
+        .redis_url
+        .to_string()
+}
+
+/// The 3-node cluster `scripts/test.sh` starts.
+fn cluster() -> String {
+    std::env::var("REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:47001".to_owned())
+}
+
 /// A member of group `g` on both kinds of stream of `keys`' shards.
-async fn join(pool: &Pool, keys: &Keys, name: &str) -> Consumer {
-    let url = Config::from_env().expect("configuration").redis_url;
-    let reader = connect_client(&url).await.expect("reader");
+async fn join(url: &str, pool: &Pool, keys: &Keys, name: &str) -> Consumer {
+    let reader = connect_client(url).await.expect("reader");
     Consumer::join(reader, pool.clone(), keys, &KINDS, "g", name)
         .await
         .expect("join")
@@ -35,10 +47,10 @@ async fn join(pool: &Pool, keys: &Keys, name: &str) -> Consumer {
 
 /// 8 shards whose every stream holds `PER_STREAM` entries, a consumer of
 /// them, and the names of the streams.
-async fn filled() -> (Consumer, Pool, Keys, Vec<String>) {
-    let pool = redis().await;
+async fn filled(url: &str) -> (Consumer, Pool, Keys, Vec<String>) {
+    let pool = connect_pool(url, 1).await.expect("pool");
     let keys = Keys::new(&unique_prefix(), SHARDS);
-    let consumer = join(&pool, &keys, "first").await;
+    let consumer = join(url, &pool, &keys, "first").await;
     let mut streams = Vec::new();
     for kind in KINDS {
         for shard in 0..SHARDS {
@@ -68,15 +80,27 @@ fn streams_of(batch: &[Received]) -> HashSet<String> {
     batch.iter().map(|r| r.stream.clone()).collect()
 }
 
+/// One key at a time: on Cluster the streams live in different slots.
 async fn clean_up(pool: &Pool, streams: Vec<String>) {
-    let _: i64 = pool.del(streams).await.expect("del");
+    for stream in streams {
+        let _: i64 = pool.del(stream).await.expect("del");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_returns_at_most_count_and_every_shard_takes_its_turn() {
+    reads_are_bounded_and_fair(&single_node()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_too_a_read_returns_at_most_count_from_every_shard() {
+    reads_are_bounded_and_fair(&cluster()).await;
+}
+
+async fn reads_are_bounded_and_fair(url: &str) {
     // Less room than streams, a share for each, and more than one stream holds.
     for count in [3u64, 20, 40] {
-        let (reader, pool, _, streams) = filled().await;
+        let (reader, pool, _, streams) = filled(url).await;
         let total = streams.len() * PER_STREAM;
         let mut seen = HashSet::new();
         let mut read = 0;
@@ -108,7 +132,8 @@ async fn a_read_returns_at_most_count_and_every_shard_takes_its_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claiming_stale_entries_takes_at_most_count_from_every_shard_in_turn() {
-    let (first, pool, keys, streams) = filled().await;
+    let url = single_node();
+    let (first, pool, keys, streams) = filled(&url).await;
     let total = streams.len() * PER_STREAM;
     // The first consumer reads everything, then dies holding it.
     let mut held = 0;
@@ -119,7 +144,7 @@ async fn claiming_stale_entries_takes_at_most_count_from_every_shard_in_turn() {
             .expect("read")
             .len();
     }
-    let second = join(&pool, &keys, "second").await;
+    let second = join(&url, &pool, &keys, "second").await;
     let count = 5u64;
     let mut seen = HashSet::new();
     let mut claimed = 0;

@@ -270,21 +270,7 @@ fn without_webhook(received: Received) -> Finished {
     if received.kind == StreamKind::Events {
         return Finished::ack_only(received);
     }
-    metrics::counter!(DEAD_LETTERS).increment(1);
-    let outcome = EventOutcome {
-        event: received.entry.event.clone(),
-        status: EventStatus::DeadLetter,
-        attempts: received.entry.attempt.saturating_sub(1) as i32,
-        last_error: Some("no enabled webhook to deliver to".into()),
-        delivered_at: None,
-        next_retry_at: None,
-    };
-    Finished {
-        received,
-        attempt: None,
-        outcome: Some(outcome),
-        disable_webhook: None,
-    }
+    dead_letter_unattempted(received, "no enabled webhook to deliver to")
 }
 
 /// One line and one count per organization and batch; the secret itself
@@ -304,16 +290,21 @@ fn report_unsignable(organization_id: Uuid, err: &SealingError, batch: &[Receive
 }
 
 /// An entry of an organization whose signing secret no configured key
-/// opens: no request can be signed for it, and waiting would hold it (and,
-/// before, everyone's batch) forever. It is dead-lettered without an
-/// attempt; once the key is configured again, the organization replays it.
+/// opens: no request can be signed for it, and waiting would hold it
+/// forever. It is dead-lettered without an attempt; once the key is
+/// configured again, the organization replays it.
 fn unsignable(received: Received) -> Finished {
+    dead_letter_unattempted(received, UNSIGNABLE)
+}
+
+/// Gives up on an entry before any request was made for it.
+fn dead_letter_unattempted(received: Received, reason: &str) -> Finished {
     metrics::counter!(DEAD_LETTERS).increment(1);
     let outcome = EventOutcome {
         event: received.entry.event.clone(),
         status: EventStatus::DeadLetter,
         attempts: received.entry.attempt.saturating_sub(1) as i32,
-        last_error: Some(UNSIGNABLE.into()),
+        last_error: Some(reason.to_owned()),
         delivered_at: None,
         next_retry_at: None,
     };
