@@ -168,3 +168,43 @@ async fn claiming_stale_entries_takes_at_most_count_from_every_shard_in_turn() {
     assert_eq!(claimed, total);
     clean_up(&pool, streams).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_busy_shard_alone_still_fills_a_read() {
+    let url = single_node();
+    let (consumer, pool, _, streams) = filled(&url).await;
+    // Drain all but one stream's entries, by reading everything once...
+    let total = (streams.len() * PER_STREAM) as u64;
+    let mut read = 0;
+    while read < total {
+        read += consumer
+            .read_new(total, Duration::from_millis(100))
+            .await
+            .expect("read")
+            .len() as u64;
+    }
+    // ...then one stream gets a backlog of its own.
+    let busy = &streams[5];
+    for n in 0..60 {
+        let (id, created_at) = mint_event_id();
+        let entry = StreamEntry::new(EventRecord {
+            id,
+            organization_id: Uuid::now_v7(),
+            event_type: format!("busy-{n}"),
+            dedup_id: None,
+            payload: "{}".into(),
+            created_at,
+        });
+        let _: String = pool
+            .xadd(busy, false, None, "*", entry.fields())
+            .await
+            .expect("xadd");
+    }
+    let batch = consumer
+        .read_new(40, Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(batch.len(), 40, "a share of 40 / 16 streams is 2");
+    assert!(batch.iter().all(|r| &r.stream == busy));
+    clean_up(&pool, streams).await;
+}

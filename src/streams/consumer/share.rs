@@ -10,7 +10,8 @@
 //!   `count` streams in turn, one entry each, so every stream gets its turn.
 //! * A stream that filled its share may hold more: up to two further rounds
 //!   share what is left among such streams, so one busy shard still fills a
-//!   batch (the archiver's inserts depend on batch size).
+//!   batch (the archiver's inserts depend on batch size). A remainder too
+//!   small to give each of them one more entry is not worth a command.
 
 use super::StreamKind;
 
@@ -45,14 +46,16 @@ impl Round {
     }
 
     /// A further round sharing `left` among the streams that filled their
-    /// share (in the order given); `None` when there is nothing to share.
+    /// share; `None` when there is not one more entry for each of them.
     pub fn top_up(left: u64, full: &[usize]) -> Option<Self> {
-        if left == 0 || full.is_empty() {
+        let each = left / full.len().max(1) as u64;
+        if each == 0 || full.is_empty() {
             return None;
         }
-        let each = (left / full.len() as u64).max(1);
-        let streams = full.iter().copied().take(left as usize).collect();
-        Some(Round { streams, each })
+        Some(Round {
+            streams: full.to_vec(),
+            each,
+        })
     }
 
     /// The most entries this round may return.
@@ -92,8 +95,9 @@ mod tests {
                     for full in 1..=streams {
                         let ids: Vec<usize> = (0..full).collect();
                         for left in 1..=count {
-                            let round = Round::top_up(left, &ids).expect("something to share");
-                            assert!(round.room() <= left, "{left} over {full}: {round:?}");
+                            if let Some(round) = Round::top_up(left, &ids) {
+                                assert!(round.room() <= left, "{left} over {full}: {round:?}");
+                            }
                         }
                     }
                 }
@@ -129,12 +133,13 @@ mod tests {
             })
         );
         assert_eq!(
-            Round::top_up(2, &[1, 4, 6]),
+            Round::top_up(7, &[1, 4, 6]),
             Some(Round {
-                streams: vec![1, 4],
-                each: 1
+                streams: vec![1, 4, 6],
+                each: 2
             })
         );
+        assert_eq!(Round::top_up(2, &[1, 4, 6]), None);
         assert_eq!(Round::top_up(0, &[1]), None);
         assert_eq!(Round::top_up(5, &[]), None);
     }
