@@ -31,6 +31,7 @@ pub const DELIVERY_DURATION: &str = "triggers_delivery_duration_seconds";
 pub const DELIVERY_END_TO_END: &str = "triggers_delivery_end_to_end_seconds";
 pub const DELIVERIES_IN_FLIGHT: &str = "triggers_deliveries_in_flight";
 pub const DELIVERIES_DEFERRED: &str = "triggers_deliveries_deferred_total";
+pub const DELIVERIES_UNSIGNABLE: &str = "triggers_deliveries_unsignable_total";
 pub const RETRIES_SCHEDULED: &str = "triggers_retries_scheduled";
 pub const DEAD_LETTERS: &str = "triggers_dead_letters_total";
 pub const BUILD_INFO: &str = "triggers_build_info";
@@ -197,6 +198,11 @@ const CATALOGUE: &[(&str, Kind, &str)] = &[
         DELIVERIES_DEFERRED,
         Kind::Counter,
         "Deliveries put back for a second because their organization had no free slot",
+    ),
+    (
+        DELIVERIES_UNSIGNABLE,
+        Kind::Counter,
+        "Deliveries dead-lettered without an attempt because their organization's webhook signing secret cannot be opened (sealed under a key not in TRIGGERS_SECRET_KEYS)",
     ),
     (
         RETRIES_SCHEDULED,
@@ -443,6 +449,7 @@ mod tests {
         );
         assert!(scrape.contains("triggers_archive_errors_total 0"));
         assert!(scrape.contains("triggers_deliveries_deferred_total 0"));
+        assert!(scrape.contains("triggers_deliveries_unsignable_total 0"));
         assert!(scrape.contains(r#"triggers_events_rejected_total{reason="rate_limited"} 0"#));
         assert!(scrape.contains(r#"triggers_deliveries_total{outcome="gone"} 0"#));
         assert!(scrape.contains("triggers_deliveries_in_flight 0"));

@@ -15,7 +15,7 @@ fn ms(list: &[u64]) -> RetrySchedule {
 }
 
 /// A deployment that may call webhooks on loopback (the receivers here).
-fn webhook_config(schedule: &[u64]) -> Config {
+pub(crate) fn webhook_config(schedule: &[u64]) -> Config {
     let mut config = test_config(&unique_prefix());
     config.allow_private_webhooks = true;
     config.retry_schedule = ms(schedule);
@@ -23,7 +23,7 @@ fn webhook_config(schedule: &[u64]) -> Config {
     config
 }
 
-async fn configure(app: &TestApp, key: &str, url: &str) -> String {
+pub(crate) async fn configure(app: &TestApp, key: &str, url: &str) -> String {
     let response = app
         .client
         .post(app.url("/api/webhook/config"))
