@@ -2,7 +2,8 @@
 //!
 //! Every metric exists from the first scrape: counters start at zero (for
 //! every value of a label whose values are known), unlabelled gauges are
-//! set, histograms are described. No metric has a per-organization label.
+//! set, histograms are described; those in `OBSERVED` appear once a value is
+//! known. No metric has a per-organization label.
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -332,9 +333,12 @@ const KNOWN_LABELS: &[(&str, &str, &[&str])] = &[
 
 /// Metrics whose labels are only known at run time (routes and statuses,
 /// streams, shards, states), or that a sampler sets: they appear when first
-/// observed, not at zero.
+/// observed, not at zero. The partitions gauge is among them because only a
+/// process that runs retention passes knows its value: a 0 from every api
+/// replica would read as "no partition ahead" and fire the alert forever.
 const OBSERVED: &[&str] = &[
     HTTP_REQUESTS,
+    ARCHIVE_PARTITIONS_AHEAD,
     STREAM_LENGTH,
     STREAM_PENDING,
     STREAM_LAG,
