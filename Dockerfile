@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Container image for the Triggers API.
 #
 # The build needs BuildKit (its cache mounts, `RUN --mount`): Docker 23+

@@ -114,16 +114,7 @@ fi
 # -------------------------------------------------------------- build ---
 step "building $TAG with BuildKit (log in $WORK/build.log)"
 CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-# The `# syntax=` line makes BuildKit pull its Dockerfile frontend from
-# Docker Hub. Where no registry is reachable (IMAGE_TEST_OFFLINE=1, the
-# default), the copy built here drops it and the engine's own frontend,
-# which knows RUN --mount, reads the rest.
-dockerfile=Dockerfile
-if [[ "${IMAGE_TEST_OFFLINE:-1}" == 1 ]]; then
-    dockerfile="$WORK/Dockerfile"
-    sed '/^# syntax=/d' Dockerfile >"$dockerfile"
-fi
-DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "$TAG" -f "$dockerfile" \
+DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "$TAG" \
     --build-arg VERSION=0.1.0 --build-arg REVISION="$REVISION" --build-arg CREATED="$CREATED" \
     . >"$WORK/build.log" 2>&1 || die "the build failed (tail of $WORK/build.log: $(tail -n 5 "$WORK/build.log"))"
 pass "image built with BuildKit in $((SECONDS - STARTED)) s"

@@ -77,8 +77,7 @@ def main():
            compose_problems({**good, "api": {**good["api"], "environment": {base: "http://jaeger:4317"}}}),
            "api: OTEL_EXPORTER_OTLP_ENDPOINT='http://jaeger:4317'")
 
-    dockerfile = """# syntax=docker/dockerfile:1
-# Needs BuildKit.
+    dockerfile = """# Needs BuildKit.
 #   docker run -e TRIGGERS_SECRET_KEYS=k img serve
 ARG BASE=bookworm
 FROM rust:1-${BASE} AS builder
@@ -94,6 +93,8 @@ LABEL base="debian:${BASE}-slim" revision="${REVISION}"
     expect("Dockerfile as it should be", check_dockerfile.check(dockerfile), None)
     expect("global ARG not declared again",
            check_dockerfile.check(dockerfile.replace("ARG BASE\n", "")), "a global ARG it does not declare again")
+    expect("a syntax line that fetches a frontend",
+           check_dockerfile.check("# syntax=docker/dockerfile:1\n" + dockerfile), "fetch its frontend")
     expect("labels before apt-get", check_dockerfile.check(dockerfile.replace(
         "RUN apt-get update && apt-get install -y ca-certificates\nARG REVISION=unknown\n",
         "ARG REVISION=unknown\nRUN apt-get update && apt-get install -y ca-certificates\n")),
