@@ -1,3 +1,7 @@
+//! The filter language, rule by rule. Longer than most files because each
+//! operator, limit and refusal gets its own case; they share the fixtures
+//! at the top, which splitting the file would repeat.
+
 use serde_json::{Value, json};
 
 use super::*;
