@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, OrgContext, contains_nul, json_contains_nul,
-        json_numbers_fit, mint_event_id,
+        EventRecord, EventStatus, MAX_NAME_CHARS, OrgContext, contains_nul, is_event_type,
+        json_contains_nul, json_numbers_fit, mint_event_id,
     },
     http::{
         AppState,
@@ -53,8 +53,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub(super) fn validate(&self) -> Result<(), ApiError> {
-        let chars = self.event_type.chars().count();
-        if self.event_type.trim().is_empty() || chars > MAX_NAME_CHARS {
+        if !is_event_type(&self.event_type) {
             return Err(ApiError::Unprocessable(format!(
                 "`type` must be a non-empty string of at most {MAX_NAME_CHARS} characters"
             )));
