@@ -1,15 +1,26 @@
-# syntax=docker/dockerfile:1
 # Container image for the Triggers API.
 #
-#   docker build -t triggers-api \
+# The build needs BuildKit (its cache mounts, `RUN --mount`): Docker 23+
+# uses it by default, older Docker needs DOCKER_BUILDKIT=1 (or `docker
+# buildx build`); the legacy builder fails with "the --mount option requires
+# BuildKit". Podman and Buildah understand it too.
+#
+#   DOCKER_BUILDKIT=1 docker build -t triggers-api \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" .
-#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -p 8080:8080 triggers-api serve --role api
+#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... \
+#     -e TRIGGERS_SECRET_KEYS="$(docker run --rm triggers-api new-secret-key)" \
+#     -p 8080:8080 triggers-api serve --role api
+#
+# Production mode (the default) refuses to start without TRIGGERS_SECRET_KEYS,
+# which seals webhook secrets: keep the generated key, every replica needs the
+# same one (TRIGGERS_ENV=development runs without it, for a laptop only).
 #
 # The binary is the entrypoint: `serve --role api|worker|all` runs the
 # service, `migrate` applies the database migrations and exits. It runs as
 # uid/gid 10001, the ids the Helm chart and the kustomize manifests assume
-# (runAsUser: 10001 with runAsNonRoot).
+# (runAsUser: 10001 with runAsNonRoot). A global ARG (before the first FROM)
+# is only seen by FROM lines: a stage that uses one declares it again.
 
 ARG RUST_VERSION=1
 ARG DEBIAN_RELEASE=bookworm
@@ -37,9 +48,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # Now the real sources. Remove the artifacts of the stub crate: COPY keeps the
 # original modification times, which can be older than the stub build, and
 # cargo would then consider the stub binary up to date. build.rs records the
-# commit for triggers_build_info; the context has no .git, so it comes from
-# the REVISION build argument ("unknown" without it).
+# commit for triggers_build_info from GIT_COMMIT (the context has no .git):
+# the GIT_COMMIT build argument, else REVISION, else "unknown".
 ARG REVISION=unknown
+ARG GIT_COMMIT=${REVISION}
 COPY build.rs ./
 COPY src ./src
 COPY migrations ./migrations
@@ -48,7 +60,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
            target/release/deps/triggers_api-* \
            target/release/deps/libtriggers_api-* \
            target/release/triggers-api \
-    && GIT_COMMIT="${REVISION}" cargo build --release --locked --bin triggers-api \
+    && GIT_COMMIT="${GIT_COMMIT}" cargo build --release --locked --bin triggers-api \
     && strip target/release/triggers-api
 
 # ---- runtime -------------------------------------------------------------
@@ -56,17 +68,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # `sleep` from the image (the native sleep action needs Kubernetes 1.30+),
 # and glibc matches the builder's.
 FROM debian:${DEBIAN_RELEASE}-slim
-
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="triggers-api" \
-      org.opencontainers.image.description="Durable event ingestion and signed webhook delivery" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="debian:${DEBIAN_RELEASE}-slim"
+ARG DEBIAN_RELEASE
 
 # ca-certificates for TLS to managed Redis/PostgreSQL and to https webhooks.
 RUN apt-get update \
@@ -77,6 +79,19 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 triggers \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin triggers
+
+# After every RUN: these change with each build, and a RUN below them would
+# run again (apt-get included) whenever they do.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="triggers-api" \
+      org.opencontainers.image.description="Durable event ingestion and signed webhook delivery" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="debian:${DEBIAN_RELEASE}-slim"
 
 COPY --from=builder /app/target/release/triggers-api /usr/local/bin/triggers-api
 

@@ -8,8 +8,8 @@
 #
 # Installs what it needs on first use and reuses it afterwards: yamllint,
 # ShellCheck, promtool (prometheus) and nginx from Debian's packages, and a
-# virtualenv under .data/deploy-venv with Helm's library (helm-python-sdk)
-# and kubernetes-validate. kubectl (for `kubectl kustomize`) must be on PATH.
+# virtualenv under .data/deploy-venv with Helm's library (helm-python-sdk),
+# kubernetes-validate and oteltap. kubectl (for `kubectl kustomize`) must be on PATH.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +17,8 @@ ROOT="$PWD"
 VENV="$ROOT/.data/deploy-venv"
 OUT="$ROOT/.data/deploy-check"
 # Pinned so that a check passes or fails for the same reasons on every machine.
-PY_PACKAGES=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0)
+# oteltap is the OTLP/HTTP receiver the stack test sends traces to.
+PY_PACKAGES=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 oteltap==1.0.0)
 OLDEST_K8S=1.29.0
 
 STACK=1
@@ -73,8 +74,13 @@ yamllint --strict -c .yamllint.yml observability helm k8s deploy docker-compose.
 echo "ok   yamllint"
 
 step "shellcheck"
-shellcheck -x scripts/check-deploy.sh scripts/stack-test.sh
+shellcheck -x scripts/check-deploy.sh scripts/stack-test.sh scripts/image-test.sh
 echo "ok   shellcheck"
+
+step "Dockerfile and compose file"
+"$PY" scripts/deploy/check_dockerfile.py
+"$PY" scripts/deploy/check_compose.py
+"$PY" scripts/deploy/test_checks.py
 
 step "dashboard and alert-rule copies"
 "$PY" scripts/deploy/sync_copies.py

@@ -12,9 +12,16 @@
 # them is what docker-compose runs. The run uses its own Redis key prefix
 # and its own database, removed at the end with every process it started.
 #
+# The processes get the compose file's OTEL_* settings, the endpoint as
+# written but for the host and port of the jaeger service, mapped like the
+# others: jaeger:4318 (OTLP/HTTP) to an OTLP/HTTP receiver (oteltap),
+# jaeger:4317 (OTLP/gRPC) to a port where nothing speaks OTLP/HTTP. So an
+# endpoint on the wrong port or path exports nothing, and the test fails.
+#
 # Asserts: requests through nginx reach both api replicas; an event sent
 # through nginx is archived (GET /api/events/{id}) and delivered to a local
-# webhook receiver; a webhook answering 410 dead-letters its event;
+# webhook receiver; its request's span and its delivery's span reach the
+# OTLP endpoint in one trace; a webhook answering 410 dead-letters its event;
 # Prometheus has every target up with its role label and returns data for
 # the dashboard's queries; every metric the dashboard and the alert rules
 # use is in the live scrape, except those listed in
@@ -34,6 +41,8 @@ API2_PORT=$((BASE_PORT + 2))
 WORKER_PORT=$((BASE_PORT + 3))
 HOOK_PORT=$((BASE_PORT + 4))
 PROM_PORT=$((BASE_PORT + 5))
+OTLP_HTTP_PORT=$((BASE_PORT + 6))
+OTLP_GRPC_PORT=$((BASE_PORT + 7))
 RUN_ID="stack$$$(date +%s)"
 ADMIN_TOKEN="stack-admin-$RUN_ID"
 EVENTS=20
@@ -56,7 +65,7 @@ TRIGGERS_BIN="$(cd "$(dirname "$TRIGGERS_BIN")" && pwd)/$(basename "$TRIGGERS_BI
 for tool in nginx prometheus curl psql redis-cli; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/check-deploy.sh installs nginx and prometheus)"
 done
-for port in $LB_PORT $API1_PORT $API2_PORT $WORKER_PORT $HOOK_PORT $PROM_PORT; do
+for port in $LB_PORT $API1_PORT $API2_PORT $WORKER_PORT $HOOK_PORT $PROM_PORT $OTLP_HTTP_PORT $OTLP_GRPC_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is taken; set STACK_BASE_PORT to a free range"
     fi
@@ -107,6 +116,22 @@ sed -e "s|\"api-1:8080\"|\"127.0.0.1:$API1_PORT\"|" \
 if grep -Eq 'api-[12]:8080|worker:8080|/etc/prometheus' "$STACK/nginx.conf" "$STACK/prometheus.yml"; then
     die "deploy/compose/ changed shape: the host-name rewrite missed something"
 fi
+# The worker's OTEL_* settings, as NAME=VALUE lines, the jaeger service's
+# ports mapped to local ones.
+"$PYTHON" - "$OTLP_HTTP_PORT" "$OTLP_GRPC_PORT" >"$STACK/otel.env" <<'PYEOF'
+import sys, yaml
+http_port, grpc_port = sys.argv[1:]
+env = yaml.safe_load(open("docker-compose.yml"))["services"]["worker"]["environment"]
+for name, value in sorted(env.items()):
+    if name.startswith("OTEL_"):
+        value = str(value).replace("//jaeger:4318", f"//127.0.0.1:{http_port}")
+        print(f"{name}={value.replace('//jaeger:4317', f'//127.0.0.1:{grpc_port}')}")
+PYEOF
+grep -q '^OTEL_EXPORTER_OTLP_ENDPOINT=' "$STACK/otel.env" || die "docker-compose.yml sets no OTEL_EXPORTER_OTLP_ENDPOINT"
+if grep -q jaeger "$STACK/otel.env"; then
+    die "docker-compose.yml's OTLP endpoint changed shape: $(grep jaeger "$STACK/otel.env")"
+fi
+mapfile -t OTEL_ENV <"$STACK/otel.env"
 nginx -t -q -c "$STACK/nginx.conf" -p "$STACK" || die "nginx rejects the compose nginx.conf"
 promtool check config "$STACK/prometheus.yml" >/dev/null || die "promtool rejects the compose prometheus.yml"
 pass "compose nginx.conf and prometheus.yml accepted (host names rewritten into $STACK)"
@@ -131,11 +156,15 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_for
 PYEOF
 python3 "$STACK/receiver.py" "$HOOK_PORT" "$STACK/received.txt" 2>"$STACK/receiver.log" &
 PIDS+=($!)
+# Stands in for jaeger's OTLP/HTTP receiver; prints each span as a JSON line.
+PYTHONUNBUFFERED=1 "$PYTHON" -m oteltap --port "$OTLP_HTTP_PORT" >"$STACK/spans.ndjson" 2>"$STACK/oteltap.log" &
+PIDS+=($!)
 
 # Production mode, as deployed: one encryption key shared by every process.
 SECRET_KEYS="$("$TRIGGERS_BIN" new-secret-key --id stack)"
 start_service() { # name role port
-    TRIGGERS_LISTEN="127.0.0.1:$3" \
+    env "${OTEL_ENV[@]}" \
+        TRIGGERS_LISTEN="127.0.0.1:$3" \
         TRIGGERS_SECRET_KEYS="$SECRET_KEYS" \
         TRIGGERS_CLIENT_IP_HEADER=x-forwarded-for \
         TRIGGERS_CONSUMER_NAME="$1-$RUN_ID" \
@@ -246,6 +275,26 @@ if wait_for 30 "archive" is_delivered; then
     fi
 else
     fail "GET /api/events/$last: status $(status_of "$last" "$KEY" || true), want delivered"
+fi
+# Its trace: the api's server span and the worker's delivery span, sent to
+# the compose file's endpoint.
+traced() {
+    "$PYTHON" - "$STACK/spans.ndjson" "$1" <<'PYEOF'
+import json, sys
+path, event = sys.argv[1:]
+spans = [json.loads(line) for line in open(path) if line.startswith("{")]
+def attr(span, key):
+    return next((a["value"].get("stringValue") for a in span.get("attributes", []) if a["key"] == key), None)
+mine = [s for s in spans if attr(s, "event_id") == event]
+server = {s["traceId"] for s in mine if s["name"] == "POST /api/events"}
+webhook = {s["traceId"] for s in mine if s["name"] == "POST webhook"}
+sys.exit(0 if server & webhook else 1)
+PYEOF
+}
+if wait_for 30 "spans" traced "$last"; then
+    pass "event $last: request and delivery spans reached $(grep '^OTEL_EXPORTER_OTLP_ENDPOINT=' "$STACK/otel.env") in one trace"
+else
+    fail "no trace of event $last at the OTLP/HTTP receiver ($(wc -l <"$STACK/spans.ndjson") lines received; endpoint $(grep '^OTEL_EXPORTER_OTLP_ENDPOINT=' "$STACK/otel.env"))"
 fi
 is_dead() { [[ "$(status_of "$GONE_ID" "$GONE_KEY")" == dead_letter ]]; }
 if wait_for 30 "dead letter" is_dead; then

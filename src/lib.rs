@@ -15,6 +15,7 @@ pub mod partitions;
 pub mod ratelimit;
 pub mod redis;
 pub mod retention;
+pub mod routing;
 pub mod sealing;
 pub mod shutdown;
 pub mod store;

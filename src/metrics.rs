@@ -2,7 +2,8 @@
 //!
 //! Every metric exists from the first scrape: counters start at zero (for
 //! every value of a label whose values are known), unlabelled gauges are
-//! set, histograms are described. No metric has a per-organization label.
+//! set, histograms are described; those in `OBSERVED` appear once a value is
+//! known. No metric has a per-organization label.
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -31,6 +32,7 @@ pub const DELIVERY_DURATION: &str = "triggers_delivery_duration_seconds";
 pub const DELIVERY_END_TO_END: &str = "triggers_delivery_end_to_end_seconds";
 pub const DELIVERIES_IN_FLIGHT: &str = "triggers_deliveries_in_flight";
 pub const DELIVERIES_DEFERRED: &str = "triggers_deliveries_deferred_total";
+pub const DELIVERIES_UNSIGNABLE: &str = "triggers_deliveries_unsignable_total";
 pub const RETRIES_SCHEDULED: &str = "triggers_retries_scheduled";
 pub const DEAD_LETTERS: &str = "triggers_dead_letters_total";
 pub const BUILD_INFO: &str = "triggers_build_info";
@@ -199,6 +201,11 @@ const CATALOGUE: &[(&str, Kind, &str)] = &[
         "Deliveries put back for a second because their organization had no free slot",
     ),
     (
+        DELIVERIES_UNSIGNABLE,
+        Kind::Counter,
+        "Deliveries dead-lettered without an attempt because their organization's webhook signing secret cannot be opened (sealed under a key not in TRIGGERS_SECRET_KEYS)",
+    ),
+    (
         RETRIES_SCHEDULED,
         Kind::Gauge,
         "Deliveries waiting in the retry sets",
@@ -326,9 +333,12 @@ const KNOWN_LABELS: &[(&str, &str, &[&str])] = &[
 
 /// Metrics whose labels are only known at run time (routes and statuses,
 /// streams, shards, states), or that a sampler sets: they appear when first
-/// observed, not at zero.
+/// observed, not at zero. The partitions gauge is among them because only a
+/// process that runs retention passes knows its value: a 0 from every api
+/// replica would read as "no partition ahead" and fire the alert forever.
 const OBSERVED: &[&str] = &[
     HTTP_REQUESTS,
+    ARCHIVE_PARTITIONS_AHEAD,
     STREAM_LENGTH,
     STREAM_PENDING,
     STREAM_LAG,
@@ -443,6 +453,7 @@ mod tests {
         );
         assert!(scrape.contains("triggers_archive_errors_total 0"));
         assert!(scrape.contains("triggers_deliveries_deferred_total 0"));
+        assert!(scrape.contains("triggers_deliveries_unsignable_total 0"));
         assert!(scrape.contains(r#"triggers_events_rejected_total{reason="rate_limited"} 0"#));
         assert!(scrape.contains(r#"triggers_deliveries_total{outcome="gone"} 0"#));
         assert!(scrape.contains("triggers_deliveries_in_flight 0"));

@@ -25,6 +25,48 @@ pub enum RedisError {
     EvictionPolicy(String),
 }
 
+impl RedisError {
+    /// Redis is unreachable, or not serving for now (loading its data, a
+    /// failover, a busy script, out of memory): worth waiting out, and a
+    /// 503 for a client. Everything else (a script error, `WRONGTYPE`, a
+    /// reply that does not parse, a bad configuration) is a bug that a
+    /// retry would only repeat.
+    pub fn is_outage(&self) -> bool {
+        let RedisError::Command(err) = self else {
+            return false;
+        };
+        use fred::error::ErrorKind as Kind;
+        match err.kind() {
+            Kind::IO
+            | Kind::Timeout
+            | Kind::Canceled
+            | Kind::Cluster
+            | Kind::Routing
+            | Kind::Backpressure
+            | Kind::Sentinel => true,
+            // The server's own error replies: fred classifies few of them,
+            // so the states that pass are recognised by their code.
+            Kind::Unknown => {
+                let code = err.details().split_whitespace().next().unwrap_or_default();
+                SERVER_UNAVAILABLE.contains(&code)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Error codes of a Redis that is there but cannot serve until a state
+/// passes.
+const SERVER_UNAVAILABLE: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "READONLY",
+    "CLUSTERDOWN",
+    "OOM",
+];
+
 impl From<fred::error::Error> for RedisError {
     fn from(err: fred::error::Error) -> Self {
         RedisError::Command(err)
@@ -215,6 +257,44 @@ mod tests {
         let stream = keys.stream(keys.shard_of(org));
         for key in [keys.rate_limit(org), keys.dedup(org, "x{y}"), stream] {
             assert_eq!(key.split(':').nth(1), Some(tag.as_str()), "{key}");
+        }
+    }
+
+    #[test]
+    fn only_an_unreachable_or_unready_redis_is_an_outage() {
+        use fred::error::{Error, ErrorKind};
+        let command = |kind, details: &'static str| RedisError::Command(Error::new(kind, details));
+        for outage in [
+            command(ErrorKind::IO, "connection refused"),
+            command(ErrorKind::Timeout, "request timed out"),
+            command(ErrorKind::Canceled, "canceled"),
+            command(ErrorKind::Cluster, "CLUSTERDOWN The cluster is down"),
+            command(ErrorKind::Backpressure, "max in flight"),
+            command(ErrorKind::Unknown, "LOADING Redis is loading the dataset"),
+            command(
+                ErrorKind::Unknown,
+                "READONLY You can't write against a replica",
+            ),
+        ] {
+            assert!(outage.is_outage(), "{outage}");
+        }
+        for bug in [
+            command(
+                ErrorKind::InvalidArgument,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            command(
+                ErrorKind::Unknown,
+                "ERR Error running script: attempt to call nil",
+            ),
+            command(ErrorKind::Parse, "could not parse integer"),
+            command(ErrorKind::Protocol, "unexpected frame"),
+            command(ErrorKind::Auth, "WRONGPASS invalid username-password pair"),
+            command(ErrorKind::NotFound, "nil"),
+            RedisError::Reply("malformed".into()),
+            RedisError::EvictionPolicy("allkeys-lru".into()),
+        ] {
+            assert!(!bug.is_outage(), "{bug}");
         }
     }
 

@@ -99,11 +99,6 @@ impl Sealer {
         Self::from_spec(DEVELOPMENT_KEY).expect("the development key is well-formed")
     }
 
-    /// Whether this is the development fallback (never acceptable in production).
-    pub fn is_development(&self) -> bool {
-        self.primary == "dev"
-    }
-
     /// A new key spec for `id`, for `triggers-api new-secret-key`.
     pub fn new_key_spec(id: &str) -> String {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);

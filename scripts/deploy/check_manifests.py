@@ -13,7 +13,9 @@ are not in kubernetes-validate), and PrometheusRule groups go through
 assert: the properties an operator relies on, on any rendering of the
 deployment: role split, probes, restricted security context, secrets by
 reference only, PDB only where more than one replica, no replicas where an
-HPA owns the Deployment, only /api exposed, the worker's egress wall.
+HPA owns the Deployment, only /api exposed, the worker's egress wall,
+and runtime_rules.py: OTLP endpoints on the OTLP/HTTP port, a worker's
+shutdown timeout above its webhook timeout and a grace period above both.
 """
 import argparse
 import os
@@ -23,6 +25,8 @@ import sys
 import tempfile
 
 import yaml
+
+from runtime_rules import OTLP_VARIABLES, otlp_problem, shutdown_problems
 
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute"}
 SECRET_ENV = {"DATABASE_URL", "REDIS_URL", "TRIGGERS_ADMIN_TOKEN", "TRIGGERS_SECRET_KEYS"}
@@ -155,9 +159,28 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def seconds(text):
-    match = re.fullmatch(r"([0-9]+)s", str(text))
-    return int(match.group(1)) if match else None
+def prestop_pause(container):
+    """Seconds a `sleep N` preStop hook keeps the container before SIGTERM."""
+    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if len(command) == 2 and command[0] == "sleep" and str(command[1]).isdigit():
+        return int(command[1])
+    return 0
+
+
+def check_otlp(objects):
+    """Every OTLP endpoint a ConfigMap or a container sets."""
+    for obj in objects:
+        values = []
+        if obj.get("kind") == "ConfigMap":
+            values = [(k, v) for k, v in (obj.get("data") or {}).items() if k in OTLP_VARIABLES]
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            values += [(e["name"], e["value"]) for e in c.get("env", [])
+                       if e["name"] in OTLP_VARIABLES and "value" in e]
+        for variable, value in values:
+            problem = otlp_problem(variable, value)
+            if problem:
+                fail(f"{name_of(obj)}: {problem}")
 
 
 def selects(selector, labels):
@@ -235,17 +258,12 @@ def assert_all(args):
         for key in SECRET_ENV & set(merged):
             fail(f"{n}: {key} comes from a ConfigMap")
         merged.update({k: v.get("value") for k, v in env.items()})
-        shutdown = seconds(merged.get("TRIGGERS_SHUTDOWN_TIMEOUT"))
-        grace = pod.get("terminationGracePeriodSeconds")
-        prestop = c.get("lifecycle", {}).get("preStop", {})
-        if not prestop:
+        if not c.get("lifecycle", {}).get("preStop"):
             fail(f"{n}: no preStop hook")
-        if shutdown is None or grace is None or grace <= shutdown:
-            fail(f"{n}: terminationGracePeriodSeconds {grace} must exceed TRIGGERS_SHUTDOWN_TIMEOUT {shutdown}")
-        if role == "worker":
-            webhook = seconds(merged.get("TRIGGERS_WEBHOOK_TIMEOUT"))
-            if shutdown is None or webhook is None or shutdown <= webhook:
-                fail(f"{n}: TRIGGERS_SHUTDOWN_TIMEOUT {shutdown} must exceed TRIGGERS_WEBHOOK_TIMEOUT {webhook}")
+        # Kubernetes' default grace period is 30 s.
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        for problem in shutdown_problems(n, role, merged, grace, prestop_pause(c)):
+            fail(problem)
         hpa = hpas.get(d["metadata"]["name"])
         if hpa:
             if "replicas" in d["spec"]:
@@ -262,6 +280,7 @@ def assert_all(args):
             fail(f"{n}: {least} replicas and no PodDisruptionBudget")
         if least <= 1 and covering:
             fail(f"{n}: a PodDisruptionBudget over a single replica")
+    check_otlp(objects)
     for ingress in by_kind.get("Ingress", []):
         for rule in ingress["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):

@@ -1,5 +1,7 @@
 //! The admin command line's arguments: what each subcommand takes.
 
+use std::time::Duration;
+
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
@@ -40,12 +42,28 @@ pub struct AdminArgs {
     #[command(flatten)]
     pub security: crate::config::SecuritySettings,
 
+    #[command(flatten)]
+    pub key_caches: KeyCacheArgs,
+
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
 
     #[command(subcommand)]
     pub command: AdminCommand,
+}
+
+/// How long the service caches verified keys (as the service's): a key
+/// revoked here stays refused at least that long.
+#[derive(Debug, Args)]
+pub struct KeyCacheArgs {
+    /// How long Redis remembers a verified key.
+    #[arg(long, env = "TRIGGERS_KEY_VERIFIED_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub verified_ttl: Duration,
+
+    /// How long a replica keeps a verified key in memory.
+    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub key_cache_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]

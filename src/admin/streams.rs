@@ -1,35 +1,85 @@
-//! What the Redis streams hold and who reads them.
+//! `admin streams`: what the Redis streams hold and who reads them.
 
 use std::collections::HashMap;
 
 use fred::prelude::*;
 use serde::Serialize;
 
+use super::{
+    Admin, AdminError, StreamsCommand,
+    output::{Report, cell},
+};
 use crate::redis::{Keys, RedisError};
 
-#[derive(Debug, Serialize)]
-pub struct ConsumerInfo {
-    pub name: String,
-    pub pending: i64,
-    pub idle_ms: i64,
+pub(super) async fn run(admin: &Admin, command: StreamsCommand) -> Result<(), AdminError> {
+    match command {
+        StreamsCommand::Info => {
+            let streams = info(&admin.redis().await?, &admin.keys).await?;
+            admin.print(&streams)
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
-pub struct GroupInfo {
-    pub name: String,
-    pub pending: i64,
+struct ConsumerInfo {
+    name: String,
+    pending: i64,
+    idle_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct GroupInfo {
+    name: String,
+    pending: i64,
     /// Entries added but not yet read by the group; `None` when Redis cannot
     /// tell (after deletions).
-    pub lag: Option<i64>,
-    pub last_delivered_id: String,
-    pub consumers: Vec<ConsumerInfo>,
+    lag: Option<i64>,
+    last_delivered_id: String,
+    consumers: Vec<ConsumerInfo>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct StreamInfo {
-    pub stream: String,
-    pub length: i64,
-    pub groups: Vec<GroupInfo>,
+struct StreamInfo {
+    stream: String,
+    length: i64,
+    groups: Vec<GroupInfo>,
+}
+
+/// A row per consumer group, or one for a stream no group reads.
+impl Report for StreamInfo {
+    const HEADERS: &'static [&'static str] =
+        &["stream", "length", "group", "lag", "pending", "consumers"];
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        if self.groups.is_empty() {
+            let mut row = vec![self.stream.clone(), self.length.to_string()];
+            row.extend(std::iter::repeat_n("-".to_owned(), 4));
+            return vec![row];
+        }
+        self.groups
+            .iter()
+            .map(|group| {
+                let consumers = group
+                    .consumers
+                    .iter()
+                    .map(|c| format!("{}: {} pending, idle {} ms", c.name, c.pending, c.idle_ms))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                vec![
+                    self.stream.clone(),
+                    self.length.to_string(),
+                    group.name.clone(),
+                    cell(group.lag),
+                    group.pending.to_string(),
+                    if consumers.is_empty() {
+                        "-".into()
+                    } else {
+                        consumers
+                    },
+                ]
+            })
+            .collect()
+    }
 }
 
 fn int(map: &HashMap<String, Value>, field: &str) -> Option<i64> {
@@ -43,7 +93,7 @@ fn text(map: &HashMap<String, Value>, field: &str) -> String {
 }
 
 /// Every stream of every shard: events, redeliveries and dead letters.
-pub async fn info(client: &Client, keys: &Keys) -> Result<Vec<StreamInfo>, RedisError> {
+async fn info(client: &Client, keys: &Keys) -> Result<Vec<StreamInfo>, RedisError> {
     let mut streams = Vec::new();
     for shard in 0..keys.shards() {
         for stream in [

@@ -6,7 +6,7 @@
 //! key. The `trg_` prefix lets secret scanners recognise a leaked key.
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version,
+    Algorithm, Argon2, Params, PasswordHasher, Version,
     password_hash::{SaltString, rand_core::OsRng},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -72,9 +72,11 @@ pub fn lookup_of(key: &str) -> Option<&str> {
     well_formed.then_some(lookup)
 }
 
-/// Checks a presented key against its stored argon2id hash. Slow on
-/// purpose: callers cache the outcome.
-pub fn verify(key: &str, stored_hash: &str) -> bool {
+/// Checks a key against its hash with the plain crate, as a reference for
+/// tests; the service verifies through [`super::hasher::Hasher`].
+#[cfg(test)]
+pub(crate) fn verify(key: &str, stored_hash: &str) -> bool {
+    use argon2::{PasswordHash, PasswordVerifier};
     PasswordHash::new(stored_hash)
         .map(|parsed| {
             Argon2::default()

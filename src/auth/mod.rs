@@ -5,9 +5,9 @@
 //! then in Postgres, where the argon2id hash is checked. So argon2 runs once
 //! per key per Redis lifetime, never per request. Rotating a key overwrites
 //! its Redis entry with a rejection and announces the digest on a pub/sub
-//! channel; every replica drops it from memory at once, and drops everything
-//! after a reconnect, since it may have missed announcements meanwhile. The
-//! memory TTL (a second) bounds the rest.
+//! channel ([`revocation`]); every replica drops it from memory at once, and
+//! drops everything after a reconnect, since it may have missed
+//! announcements meanwhile. The memory TTL (a second) bounds the rest.
 //!
 //! The Redis lifetime is long because nothing but rotation makes a verified
 //! key invalid, and rotation is explicit: a short lifetime would only buy
@@ -21,6 +21,7 @@
 pub mod failures;
 pub mod hasher;
 pub mod keys;
+pub mod revocation;
 
 use std::{
     net::IpAddr,
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use self::{
     failures::{Exceeded, Failures},
     hasher::{HashError, Hasher},
+    revocation::Revocation,
 };
 use crate::{
     domain::OrgContext,
@@ -47,9 +49,6 @@ use crate::{
     store::{Store, StoreError},
 };
 
-/// How long Redis remembers a revoked key's rejection: longer than any
-/// replica's memory of it as valid.
-const REVOKED_TTL: Duration = Duration::from_secs(300);
 /// How long a key that failed verification is remembered, so a client
 /// retrying with a revoked key cannot make us run argon2 on every request.
 const REJECTED_TTL: Duration = Duration::from_secs(60);
@@ -99,6 +98,7 @@ pub struct Authenticator {
     keys: Keys,
     local: Cache<[u8; 32], Cached>,
     guards: Guards,
+    revocation: Revocation,
 }
 
 impl Authenticator {
@@ -107,12 +107,14 @@ impl Authenticator {
             .max_capacity(100_000)
             .time_to_live(local_ttl)
             .build();
+        let revocation = Revocation::new(guards.verified_ttl, local_ttl);
         Self {
             store,
             pool,
             keys,
             local,
             guards,
+            revocation,
         }
     }
 
@@ -175,7 +177,6 @@ impl Authenticator {
                 Err(_) => Cached::Rejected,
             });
         }
-        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
         let (value, ttl, cached) = match self.verify_in_store(presented, client).await? {
             Some(org) => (
                 serde_json::to_string(&org).map_err(|e| AuthError::Internal(e.to_string()))?,
@@ -226,6 +227,9 @@ impl Authenticator {
             metrics::counter!(AUTH_REFUSED, "reason" => exceeded.as_str()).increment(1);
             return Err(AuthError::TooManyFailures(exceeded, failures.window()));
         }
+        // Counted here rather than on a cache miss: a malformed or refused
+        // key queries nothing (refusals have their own counter).
+        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
         let verified = match self.store.key_credentials(lookup).await? {
             Some(credentials) => {
                 let matches = self
@@ -250,33 +254,13 @@ impl Authenticator {
         Ok(verified)
     }
 
-    /// Makes `presented` fail on every replica: records the rejection in
-    /// Redis (rather than deleting the entry, so a replica verifying the key
-    /// at this very moment cannot write it back as valid), forgets it here,
-    /// and tells the other replicas to forget it.
+    /// Makes `presented` fail on every replica, this one at once.
     pub async fn forget(&self, presented: &str) -> Result<(), AuthError> {
         let digest = keys::digest(presented);
-        let digest_hex = hex::encode(digest);
-        let _: () = self
-            .pool
-            .set(
-                self.keys.api_key(&digest_hex),
-                REJECTED,
-                Some(Expiration::EX(
-                    REVOKED_TTL.max(self.guards.verified_ttl).as_secs() as i64,
-                )),
-                None,
-                false,
-            )
-            .await
-            .map_err(RedisError::from)?;
+        self.revocation
+            .revoke_digest(self.pool.next(), &self.keys, &hex::encode(digest))
+            .await?;
         self.local.invalidate(&digest).await;
-        let _: i64 = self
-            .pool
-            .next()
-            .publish(self.keys.api_key_channel(), digest_hex)
-            .await
-            .map_err(RedisError::from)?;
         Ok(())
     }
 

@@ -192,6 +192,13 @@ pub fn contains_nul(text: &str) -> bool {
     text.contains('\0')
 }
 
+/// Whether `text` has the shape every event type must have: not blank and
+/// at most [`MAX_NAME_CHARS`] characters. Event types and the patterns that
+/// select them share it (NUL is refused separately, with other strings).
+pub fn is_event_type(text: &str) -> bool {
+    !text.trim().is_empty() && text.chars().count() <= MAX_NAME_CHARS
+}
+
 /// Whether a JSON document holds U+0000 in a string or a key. JSON can only
 /// spell it `\u0000`, so documents without that sequence (nearly all) are
 /// cleared without being parsed.

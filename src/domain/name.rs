@@ -11,7 +11,7 @@ use utoipa::{
     },
 };
 
-use super::{MAX_NAME_CHARS, contains_nul};
+use super::{MAX_NAME_CHARS, contains_nul, is_event_type};
 
 /// A name: 1 to 255 characters, not blank, without U+0000 (Postgres text
 /// cannot hold it). Deserializing checks it, so a request carrying a bad
@@ -28,7 +28,8 @@ pub struct InvalidName;
 impl Name {
     pub fn parse(text: impl Into<String>) -> Result<Self, InvalidName> {
         let text = text.into();
-        if text.trim().is_empty() || text.chars().count() > MAX_NAME_CHARS || contains_nul(&text) {
+        // The shape event types and the patterns selecting them share.
+        if !is_event_type(&text) || contains_nul(&text) {
             return Err(InvalidName);
         }
         Ok(Self(text))

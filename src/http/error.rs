@@ -220,9 +220,10 @@ impl From<StoreError> for ApiError {
 
 impl From<&StoreError> for ApiError {
     fn from(err: &StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(_) => ApiError::Unavailable(err.to_string()),
-            other => ApiError::Internal(other.to_string()),
+        if err.is_outage() {
+            ApiError::Unavailable(err.to_string())
+        } else {
+            ApiError::Internal(err.to_string())
         }
     }
 }
@@ -235,9 +236,10 @@ impl From<RedisError> for ApiError {
 
 impl From<&RedisError> for ApiError {
     fn from(err: &RedisError) -> Self {
-        match err {
-            RedisError::Command(_) => ApiError::Unavailable(err.to_string()),
-            other => ApiError::Internal(other.to_string()),
+        if err.is_outage() {
+            ApiError::Unavailable(err.to_string())
+        } else {
+            ApiError::Internal(err.to_string())
         }
     }
 }
@@ -328,6 +330,22 @@ mod tests {
             (redis_down().into(), StatusCode::SERVICE_UNAVAILABLE),
             (
                 RedisError::Reply("garbled".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                RedisError::Command(fred::error::Error::new(
+                    fred::error::ErrorKind::InvalidArgument,
+                    "WRONGTYPE Operation against a key holding the wrong kind of value",
+                ))
+                .into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                RedisError::Command(fred::error::Error::new(
+                    fred::error::ErrorKind::Unknown,
+                    "ERR user_script:1: Script attempted to access nonexistent global variable",
+                ))
+                .into(),
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
             (

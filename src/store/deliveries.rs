@@ -1,5 +1,7 @@
 //! Webhook settings, delivery outcomes and attempts.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration as Span, Utc};
 use uuid::Uuid;
 
@@ -10,7 +12,10 @@ use super::{
         NewEvents,
     },
 };
-use crate::domain::{EventRecord, EventStatus};
+use crate::{
+    domain::{EventRecord, EventStatus},
+    sealing::SealingError,
+};
 
 /// How long the previous signing secret still signs after a rotation.
 pub const SECRET_ROTATION_GRACE_HOURS: i64 = 24;
@@ -66,12 +71,17 @@ pub struct EventOutcome {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
+/// Per organization with an enabled webhook: where to push its events, or
+/// why its webhook cannot be used (a signing secret no configured key opens).
+pub type WebhookTargets = HashMap<Uuid, Result<WebhookTarget, SealingError>>;
+
 impl Store {
-    /// The enabled webhooks of these organizations.
+    /// The enabled webhooks of these organizations. One organization whose
+    /// secret cannot be opened fails only its own entry, not the lookup.
     pub async fn webhook_targets(
         &self,
         organizations: &[Uuid],
-    ) -> Result<Vec<WebhookTarget>, StoreError> {
+    ) -> Result<WebhookTargets, StoreError> {
         let sealed: Vec<WebhookTarget> = sqlx::query_as(
             "SELECT id AS organization_id, webhook_url, webhook_secret, webhook_secret_previous,
                     webhook_secret_rotated_at
@@ -82,18 +92,21 @@ impl Store {
         .bind(organizations)
         .fetch_all(&self.pool)
         .await?;
-        let sealer = self.sealer()?;
-        sealed
+        let sealer = self.sealer.as_deref();
+        Ok(sealed
             .into_iter()
             .map(|mut target| {
-                let row = target.organization_id.as_bytes().to_vec();
-                target.webhook_secret = sealer.open(&target.webhook_secret, &row)?;
-                if let Some(previous) = &target.webhook_secret_previous {
-                    target.webhook_secret_previous = Some(sealer.open(previous, &row)?);
-                }
-                Ok(target)
+                let opened = sealer.ok_or(SealingError::NoKey).and_then(|sealer| {
+                    let row = target.organization_id.as_bytes().to_vec();
+                    target.webhook_secret = sealer.open(&target.webhook_secret, &row)?;
+                    if let Some(previous) = &target.webhook_secret_previous {
+                        target.webhook_secret_previous = Some(sealer.open(previous, &row)?);
+                    }
+                    Ok(())
+                });
+                (target.organization_id, opened.map(|()| target))
             })
-            .collect()
+            .collect())
     }
 
     /// Sets the webhook URL and (re-)enables it; creates the signing secret
@@ -142,25 +155,6 @@ impl Store {
         .await?)
     }
 
-    /// Stops pushing to an endpoint that said it is gone, until the
-    /// organization configures a webhook again.
-    pub async fn disable_webhook(
-        &self,
-        organization_id: Uuid,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE organizations SET webhook_enabled = FALSE, webhook_disabled_reason = $2,
-                    webhook_updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(organization_id)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Writes a batch of attempts and the events' new states in one
     /// transaction. Events are upserted whole, since an outcome may arrive
     /// before the archiver has written the event; an older outcome never
@@ -170,7 +164,33 @@ impl Store {
         attempts: &[AttemptRow],
         outcomes: &[EventOutcome],
     ) -> Result<(), StoreError> {
+        self.record_deliveries_and_disable(attempts, outcomes, &[])
+            .await
+    }
+
+    /// [`Self::record_deliveries`], disabling the webhooks of `disable`
+    /// (organization, reason) in the same transaction: whoever sees an event
+    /// dead-lettered by a 410 also sees its webhook disabled, and an outcome
+    /// is never stored (and its entry acknowledged) without the disable.
+    pub async fn record_deliveries_and_disable(
+        &self,
+        attempts: &[AttemptRow],
+        outcomes: &[EventOutcome],
+        disable: &[(Uuid, String)],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if !disable.is_empty() {
+            sqlx::query(
+                "UPDATE organizations SET webhook_enabled = FALSE, webhook_disabled_reason = d.reason,
+                        webhook_updated_at = now()
+                 FROM UNNEST($1::uuid[], $2::text[]) AS d(id, reason)
+                 WHERE organizations.id = d.id",
+            )
+            .bind(disable.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(disable.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
         if !attempts.is_empty() {
             sqlx::query(
                 "INSERT INTO delivery_attempts (event_id, attempt, organization_id, attempted_at,

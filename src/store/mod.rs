@@ -20,11 +20,13 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 use crate::sealing::{Sealer, SealingError};
 
 pub use admin::{DeadLetterStats, KeyOwner};
-pub use deliveries::{AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget};
+pub use deliveries::{
+    AttemptRow, EventOutcome, SECRET_ROTATION_GRACE_HOURS, WebhookTarget, WebhookTargets,
+};
 pub use events::{EventRow, InboxPage, InboxQuery};
 pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
-pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance, parse_bounds};
+pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -43,6 +45,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Postgres is unreachable (or its pool exhausted): worth waiting out,
+    /// and a 503 for a client. Anything else is a refusal or a bug that a
+    /// retry would only repeat.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
     /// A row with the same key is already stored.
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Query(sqlx::Error::Database(db)) if db.is_unique_violation())

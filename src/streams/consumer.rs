@@ -1,7 +1,14 @@
 //! A consumer group member reading the shard streams.
 
+mod reply;
+mod share;
+
 use std::{
     collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -10,14 +17,18 @@ use fred::{
     types::streams::{XCap, XID},
 };
 
+use self::{
+    reply::{parse_autoclaim, parse_entries, parse_id, push_parsed},
+    share::{Round, TOP_UPS, group_streams},
+};
 use super::StreamEntry;
 use crate::{
     metrics::{STREAM_LAG, STREAM_LENGTH, STREAM_OLDEST_PENDING, STREAM_PENDING},
     redis::{Keys, RedisError},
 };
 
-/// How long a consumer on Redis Cluster waits after a round that found nothing.
-const CLUSTER_IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long a read that could not block waits after a round that found nothing.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// An entry a consumer read, to be acknowledged once its work is durable.
 #[derive(Debug, Clone)]
@@ -57,6 +68,10 @@ pub struct Consumer {
     streams: Vec<(u16, StreamKind, String)>,
     group: String,
     name: String,
+    /// Where the next read and the next claim start, so every stream
+    /// takes its turn first.
+    read_turn: Arc<AtomicUsize>,
+    claim_turn: Arc<AtomicUsize>,
 }
 
 impl Consumer {
@@ -93,6 +108,8 @@ impl Consumer {
             streams,
             group: group.to_owned(),
             name: name.to_owned(),
+            read_turn: Arc::default(),
+            claim_turn: Arc::default(),
         })
     }
 
@@ -100,36 +117,63 @@ impl Consumer {
         &self.name
     }
 
-    /// New entries from any shard, waiting up to `block` for some to arrive.
+    /// At most `count` new entries from any shard, waiting up to `block`
+    /// for some to arrive; every stream gets a share (see [`share`]).
     ///
-    /// One node serves every stream with one blocking `XREADGROUP`. On Redis
-    /// Cluster the shards live in different slots, which one command cannot
-    /// span, so each shard's streams are read without blocking, and an idle
-    /// round waits a moment before the next.
+    /// One node serves a round over every stream with one blocking
+    /// `XREADGROUP`. On Redis Cluster the shards live in different slots,
+    /// which one command cannot span, so each shard's streams are read
+    /// without blocking, and an idle round waits a moment before the next;
+    /// so does a round over only some streams (less room than streams).
     pub async fn read_new(&self, count: u64, block: Duration) -> Result<Vec<Received>, RedisError> {
-        if !self.reader.is_clustered() {
-            let all: Vec<&str> = self.streams.iter().map(|(_, _, s)| s.as_str()).collect();
-            return self.read_group(&all, count, Some(block)).await;
-        }
+        let count = count.max(1);
+        let streams = self.streams.len();
+        let step = usize::try_from(count).unwrap_or(usize::MAX).min(streams);
+        let mut round = Round::first(
+            count,
+            streams,
+            self.read_turn.fetch_add(step, Ordering::Relaxed),
+        );
+        let blocking = !self.reader.is_clustered() && round.streams.len() == streams;
         let mut out = Vec::new();
-        let mut shards: Vec<u16> = self.streams.iter().map(|(shard, ..)| *shard).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        for shard in shards {
-            let streams: Vec<&str> = self
+        for top_up in 0..=TOP_UPS {
+            let wait = (blocking && top_up == 0).then_some(block);
+            let got = self.read_round(&round, wait).await?;
+            let full: Vec<usize> = round
                 .streams
                 .iter()
-                .filter(|(s, ..)| *s == shard)
-                .map(|(_, _, stream)| stream.as_str())
+                .copied()
+                .filter(|&i| {
+                    got.iter().filter(|r| r.stream == self.streams[i].2).count() as u64
+                        >= round.each
+                })
                 .collect();
-            let left = count.saturating_sub(out.len() as u64);
-            if left == 0 {
-                break;
+            out.extend(got);
+            match Round::top_up(count.saturating_sub(out.len() as u64), &full) {
+                Some(next) => round = next,
+                None => break,
             }
-            out.extend(self.read_group(&streams, left, None).await?);
         }
-        if out.is_empty() {
-            tokio::time::sleep(block.min(CLUSTER_IDLE_WAIT)).await;
+        if out.is_empty() && !blocking {
+            tokio::time::sleep(block.min(IDLE_WAIT)).await;
+        }
+        Ok(out)
+    }
+
+    /// One round: a single command on one node, one per shard on Cluster.
+    async fn read_round(
+        &self,
+        round: &Round,
+        block: Option<Duration>,
+    ) -> Result<Vec<Received>, RedisError> {
+        let chosen = round.streams.iter().map(|&i| &self.streams[i]);
+        if !self.reader.is_clustered() {
+            let all: Vec<&str> = chosen.map(|(_, _, s)| s.as_str()).collect();
+            return self.read_group(&all, round.each, block).await;
+        }
+        let mut out = Vec::new();
+        for (_, streams) in group_streams(chosen) {
+            out.extend(self.read_group(&streams, round.each, None).await?);
         }
         Ok(out)
     }
@@ -178,18 +222,28 @@ impl Consumer {
         Ok(out)
     }
 
-    /// Takes over entries that another consumer of the group read more than
-    /// `min_idle` ago and never acknowledged: that consumer has died.
+    /// Takes over at most `count` entries that another consumer of the
+    /// group read more than `min_idle` ago and never acknowledged: that
+    /// consumer has died. Each call starts at the next stream, so a long
+    /// backlog in one stream does not hold up the others'.
     pub async fn claim_stale(
         &self,
         min_idle: Duration,
         count: u64,
     ) -> Result<Vec<Received>, RedisError> {
+        let count = count.max(1);
+        let streams = self.streams.len();
+        let start = self.claim_turn.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
-        for (shard, kind, stream) in &self.streams {
+        for i in 0..streams {
+            let (shard, kind, stream) = &self.streams[(start + i) % streams];
             let mut cursor = "0-0".to_owned();
-            // Bounded: one pass over the pending list, `count` entries a call.
+            // Bounded: one pass over the pending list, what is left a call.
             for _ in 0..100 {
+                let left = count.saturating_sub(out.len() as u64);
+                if left == 0 {
+                    return Ok(out);
+                }
                 let reply: Value = self
                     .pool
                     .xautoclaim(
@@ -198,7 +252,7 @@ impl Consumer {
                         self.name.as_str(),
                         min_idle.as_millis() as u64,
                         cursor.as_str(),
-                        Some(count),
+                        Some(left),
                         false,
                     )
                     .await?;
@@ -206,7 +260,7 @@ impl Consumer {
                 for (entry_id, fields) in &entries {
                     push_parsed(&mut out, (*shard, *kind, stream), entry_id, fields);
                 }
-                if next == "0-0" || out.len() as u64 >= count {
+                if next == "0-0" {
                     break;
                 }
                 cursor = next;
@@ -330,75 +384,4 @@ pub(crate) fn group_by<K: PartialEq, T>(
         }
     }
     groups
-}
-
-fn push_parsed(
-    out: &mut Vec<Received>,
-    (shard, kind, stream): (u16, StreamKind, &str),
-    entry_id: &str,
-    fields: &HashMap<String, String>,
-) {
-    match StreamEntry::decode(fields) {
-        Ok(entry) => out.push(Received {
-            shard,
-            stream: stream.to_owned(),
-            kind,
-            entry_id: entry_id.to_owned(),
-            entry,
-        }),
-        // Left pending, never acknowledged: it stays visible in XPENDING
-        // for an operator instead of being dropped.
-        Err(err) => {
-            tracing::error!(shard, stream, entry_id, error = %err, "unreadable stream entry")
-        }
-    }
-}
-
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-type Entry = (String, HashMap<String, String>);
-
-/// `XAUTOCLAIM`'s reply: `[next cursor, [[id, [field, value, ...]], ...], deleted ids]`
-/// (Redis 7; entries deleted meanwhile are left out by the server).
-fn parse_autoclaim(reply: Value) -> Result<(String, Vec<Entry>), RedisError> {
-    let bad = || RedisError::Reply("malformed XAUTOCLAIM reply".into());
-    let mut parts = reply.into_array().into_iter();
-    let next = parts.next().and_then(|v| v.as_string()).ok_or_else(bad)?;
-    Ok((next, parts.next().map(parse_entries).unwrap_or_default()))
-}
-
-/// `[[id, [field, value, ...]], ...]`; entries deleted meanwhile (nil) are skipped.
-fn parse_entries(entries: Value) -> Vec<Entry> {
-    let mut out = Vec::new();
-    if entries.is_null() {
-        return out;
-    }
-    for raw in entries.into_array() {
-        let mut pair = raw.into_array().into_iter();
-        let (Some(id), Some(fields)) = (pair.next().and_then(|v| v.as_string()), pair.next())
-        else {
-            continue;
-        };
-        let flat = fields.into_array();
-        let map = flat
-            .chunks(2)
-            .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
-            .collect();
-        out.push((id, map));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_order_numerically_not_lexically() {
-        assert!(parse_id("999-5") < parse_id("1000-0"));
-        assert_eq!(parse_id("nonsense"), None);
-    }
 }

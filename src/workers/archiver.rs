@@ -25,7 +25,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
 
-use super::{Handler, Settings, WorkerError, consume};
+use super::{Handler, Settings, WorkerError, consume, outage::WaitOut};
 use crate::{
     domain::EventRecord,
     metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED},
@@ -42,8 +42,8 @@ pub struct Archiver {
     unarchived: Unarchived,
     consumer: Consumer,
     settings: Settings,
-    /// Cancelled at shutdown, to stop waiting for Postgres.
-    stopping: CancellationToken,
+    /// How an unreachable Postgres is waited out (until shutdown).
+    wait_out: WaitOut,
     /// When a batch last met an archived event.
     last_conflict: Mutex<Option<Instant>>,
 }
@@ -51,9 +51,6 @@ pub struct Archiver {
 /// How long batches are written with the conflict check after one met an
 /// archived event.
 const CONFLICTS_LAST: Duration = Duration::from_secs(10);
-
-/// The first pause before retrying a write Postgres could not take.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 impl Archiver {
     pub fn new(
@@ -66,15 +63,15 @@ impl Archiver {
             store,
             unarchived,
             consumer,
+            wait_out: WaitOut::new(settings.store_retry_max, CancellationToken::new()),
             settings,
-            stopping: CancellationToken::new(),
             last_conflict: Mutex::new(None),
         }
     }
 
     /// Archives entries as they arrive, until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        self.stopping = shutdown.clone();
+        self.wait_out = WaitOut::new(self.settings.store_retry_max, shutdown.clone());
         tracing::info!(consumer = self.consumer.name(), "archiver started");
         consume(&self.consumer, &self, self.settings, &shutdown).await;
         tracing::info!(consumer = self.consumer.name(), "archiver stopped");
@@ -130,22 +127,15 @@ impl Archiver {
     /// Inserts `events`, waiting out an unreachable Postgres (until
     /// shutdown) with a back-off capped at `store_retry_max`.
     async fn insert_retrying(&self, events: &[&EventRecord]) -> Result<(), StoreError> {
-        let mut pause = FIRST_RETRY;
-        loop {
-            match self.insert(events).await {
-                Ok(()) => return Ok(()),
-                Err(err @ StoreError::Unavailable(_)) => {
+        self.wait_out
+            .run("archiving a batch", StoreError::is_outage, || async {
+                let inserted = self.insert(events).await;
+                if inserted.as_ref().is_err_and(StoreError::is_outage) {
                     metrics::counter!(ARCHIVE_ERRORS).increment(1);
-                    tracing::warn!(error = %err, count = events.len(), "cannot archive; retrying");
-                    tokio::select! {
-                        () = self.stopping.cancelled() => return Err(err),
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(self.settings.store_retry_max.max(FIRST_RETRY));
                 }
-                Err(err) => return Err(err),
-            }
-        }
+                inserted
+            })
+            .await
     }
 
     /// Inserts `events` as new rows unless a batch met an archived event

@@ -8,6 +8,7 @@
 
 pub mod archiver;
 pub mod delivery;
+mod outage;
 
 use std::{
     future::Future,

@@ -139,3 +139,54 @@ async fn orgs_create_refuses_the_names_the_api_refuses() {
     }
     app.stop().await;
 }
+
+/// The marker a revoked key's cache entry holds, and its seconds to live.
+async fn revocation_marker(app: &TestApp, key: &str) -> (Option<String>, i64) {
+    use fred::prelude::*;
+    let redis = crate::helpers::redis().await;
+    let cache_key = triggers_api::redis::Keys::new(&app.config.redis_prefix, 1)
+        .api_key(&hex::encode(triggers_api::auth::keys::digest(key)));
+    let value: Option<String> = redis.get(&cache_key).await.expect("GET");
+    let ttl: i64 = redis.ttl(&cache_key).await.expect("TTL");
+    (value, ttl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_by_the_operator_is_refused_as_long_as_a_rotated_one() {
+    let app = spawn_app().await;
+    let rotated = app.create_org("pro").await;
+    let revoked = app.create_org("pro").await;
+    // Both keys in use, so both are cached as valid in Redis.
+    for org in [&rotated, &revoked] {
+        assert_eq!(app.get(&org.key, "/api/keys").await.status(), 200);
+    }
+
+    assert_eq!(
+        app.post(&rotated.key, "/api/keys/rotate").await.status(),
+        200
+    );
+    let lookup = triggers_api::auth::keys::lookup_of(&revoked.key).expect("a well-formed key");
+    let (ok, _, stderr) = admin(&app, &["keys", "revoke", &format!("trg_{lookup}")]).await;
+    assert!(ok, "{stderr}");
+    eventually(Duration::from_secs(1), || async {
+        app.get(&revoked.key, "/api/keys").await.status() == 401
+    })
+    .await;
+
+    let (api_value, api_ttl) = revocation_marker(&app, &rotated.key).await;
+    let (admin_value, admin_ttl) = revocation_marker(&app, &revoked.key).await;
+    assert!(api_value.is_some(), "the rotation left no marker");
+    assert_eq!(admin_value, api_value);
+    // Written seconds apart, for the same lifetime: at least as long as a
+    // verified key is cached (a day by default).
+    let verified = app.config.auth_limits.verified_ttl.as_secs() as i64;
+    assert!(
+        (api_ttl - admin_ttl).abs() <= 60,
+        "rotation {api_ttl} s, admin {admin_ttl} s"
+    );
+    assert!(
+        admin_ttl > verified - 60,
+        "admin {admin_ttl} s < {verified} s"
+    );
+    app.stop().await;
+}

@@ -12,7 +12,7 @@ use triggers_api::{
 };
 
 use crate::helpers::{
-    archived_count, db, eventually, inject_unstorable_entry, redis, spawn, test_config,
+    archived_count, db, eventually, inject_unstorable_entry, never, redis, spawn, test_config,
     unique_prefix, wait_archived,
 };
 
@@ -122,7 +122,10 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
         wait_archived(&db, id).await;
     }
     // The archiver trims every 2 s; the laggard still needs every entry.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    never(25, Duration::from_millis(200), || async {
+        pool.xlen::<u64, _>(keys.stream(0)).await.unwrap() != 5
+    })
+    .await;
     let length: u64 = pool.xlen(keys.stream(0)).await.unwrap();
     assert_eq!(length, 5);
     // Operators see the same in /metrics.

@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::span::SpanKind,
 };
 use prost::Message;
+use tokio_util::task::AbortOnDropHandle;
 
 #[derive(Clone, Debug)]
 pub struct Span {
@@ -35,11 +36,13 @@ impl Span {
     }
 }
 
+/// Clones share one server, which stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct Collector {
     /// What to set `OTEL_EXPORTER_OTLP_ENDPOINT` to.
     pub endpoint: String,
     spans: Arc<Mutex<Vec<Span>>>,
+    _server: Arc<AbortOnDropHandle<std::io::Result<()>>>,
 }
 
 impl Collector {
@@ -57,10 +60,14 @@ impl Collector {
             .with_state(Arc::clone(&spans));
         let listener = tokio::net::TcpListener::bind(address).await.ok()?;
         let address = listener.local_addr().ok()?;
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server =
+            AbortOnDropHandle::new(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ));
         Some(Collector {
             endpoint: format!("http://{address}"),
             spans,
+            _server: Arc::new(server),
         })
     }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use triggers_api::config::{Config, RetrySchedule, Role};
 
 use crate::{
-    helpers::{TestApp, eventually, spawn, test_config, unique_prefix},
+    helpers::{TestApp, eventually, never, spawn, test_config, unique_prefix},
     receiver::{Receiver, slow, status},
 };
 
@@ -15,7 +15,7 @@ fn ms(list: &[u64]) -> RetrySchedule {
 }
 
 /// A deployment that may call webhooks on loopback (the receivers here).
-fn webhook_config(schedule: &[u64]) -> Config {
+pub(crate) fn webhook_config(schedule: &[u64]) -> Config {
     let mut config = test_config(&unique_prefix());
     config.allow_private_webhooks = true;
     config.retry_schedule = ms(schedule);
@@ -23,7 +23,7 @@ fn webhook_config(schedule: &[u64]) -> Config {
     config
 }
 
-async fn configure(app: &TestApp, key: &str, url: &str) -> String {
+pub(crate) async fn configure(app: &TestApp, key: &str, url: &str) -> String {
     let response = app
         .client
         .post(app.url("/api/webhook/config"))
@@ -145,7 +145,10 @@ async fn an_endpoint_failing_twice_then_succeeding_gets_exactly_three_attempts()
     let delivered = app.wait_status(&org.key, &id, "delivered").await;
     assert_eq!(delivered["attempts"], 3);
     // Nothing more comes once delivered.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    never(8, Duration::from_millis(100), || async {
+        receiver.count() > 3
+    })
+    .await;
     let got = receiver.received();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|r| r.headers["webhook-id"] == id.as_str()));
@@ -198,7 +201,10 @@ async fn an_always_failing_endpoint_is_dead_lettered_then_delivered_after_replay
     let dead = app.wait_status(&org.key, &id, "dead_letter").await;
     assert_eq!(dead["attempts"], 3, "the first attempt and two retries");
     assert!(dead["last_error"].as_str().unwrap().contains("503"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    never(5, Duration::from_millis(100), || async {
+        receiver.count() > 3
+    })
+    .await;
     assert_eq!(receiver.count(), 3, "no attempt after the last");
     let listed: Value = app
         .get(&org.key, "/api/inbox?status=dead_letter")
@@ -282,7 +288,10 @@ async fn a_410_disables_the_webhook_instead_of_retrying() {
 
     // New events are no longer pushed: they wait in the inbox.
     let later = app.send(&org.key, "later", json!({})).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    never(10, Duration::from_millis(100), || async {
+        receiver.count() > 1
+    })
+    .await;
     assert_eq!(receiver.count(), 1);
     assert_eq!(app.event(&org.key, &later).await["status"], "queued");
 

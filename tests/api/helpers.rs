@@ -1,8 +1,10 @@
 //! Starting the service in-process, on a random port, in a world of its own:
-//! each test gets its own Redis key prefix and its own organizations.
+//! each test gets its own Redis key prefix and its own organizations, which
+//! go when the test ends (see `world`).
 
 use std::{
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,12 +19,19 @@ use triggers_api::{
 };
 use uuid::Uuid;
 
+use crate::world::{World, run_aside};
+pub use crate::{fresh_database::FreshDatabase, world::Prefix};
+
+/// The service running in-process. Dropped without `stop` (a test that
+/// panicked, say), it is shut down all the same.
 pub struct TestApp {
     pub base: String,
     pub config: Config,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    /// `None` once stopped.
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    world: Arc<World>,
 }
 
 pub struct Org {
@@ -47,8 +56,10 @@ pub fn test_config(prefix: &str) -> Config {
     config
 }
 
-pub fn unique_prefix() -> String {
-    format!("test-{}", Uuid::new_v4().simple())
+/// A new key prefix; its keys are deleted once the prefix and every app
+/// started with it are dropped.
+pub fn unique_prefix() -> Prefix {
+    Prefix::new()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -56,6 +67,8 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn(config: Config) -> TestApp {
+    let world = World::join(&config.redis_prefix);
+    world.uses_redis(&config.redis_url);
     let listener = TcpListener::bind(config.listen).await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let shutdown = CancellationToken::new();
@@ -72,7 +85,8 @@ pub async fn spawn(config: Config) -> TestApp {
             .build()
             .expect("http client"),
         shutdown,
-        handle,
+        handle: Some(handle),
+        world,
     };
     eventually(Duration::from_secs(30), || async {
         app.client
@@ -126,6 +140,23 @@ where
     }
 }
 
+/// How tests show that something did not happen: polls `check` `polls`
+/// times, `every` apart (the first after `every`), and panics on the first
+/// poll where it holds.
+pub async fn never<F, Fut>(polls: u32, every: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for poll in 1..=polls {
+        tokio::time::sleep(every).await;
+        assert!(
+            !check().await,
+            "condition met on poll {poll} of {polls}, {every:?} apart"
+        );
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -149,8 +180,13 @@ impl TestApp {
             .expect("generate");
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.expect("json");
+        let id = body["organization_id"].as_str().expect("id").to_owned();
+        self.world.created_organization(
+            &self.config.database.database_url,
+            id.parse().expect("organization id"),
+        );
         Org {
-            id: body["organization_id"].as_str().expect("id").to_owned(),
+            id,
             key: body["api_key"].as_str().expect("key").to_owned(),
         }
     }
@@ -219,13 +255,33 @@ impl TestApp {
         .await
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(15), self.handle)
+        let handle = self.handle.take().expect("not stopped yet");
+        let outcome = tokio::time::timeout(Duration::from_secs(15), handle)
             .await
             .expect("service stops in time")
             .expect("service task");
         outcome.expect("service ran without error");
+    }
+}
+
+impl Drop for TestApp {
+    /// Shuts the service down and waits for it (bounded), so it writes no
+    /// key after its world is cleaned up. Runs on every exit, panics included.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let abort = handle.abort_handle();
+        // A current-thread runtime is this very thread: the service cannot
+        // make progress while it waits, so it is cut short instead.
+        let waits = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !waits || run_aside(handle).is_none() {
+            abort.abort();
+        }
     }
 }
 
@@ -298,56 +354,4 @@ pub async fn inject_entry(pool: &Pool, prefix: &str, event: EventRecord) {
     )
     .await
     .expect("xadd");
-}
-
-/// A database of its own on the test Postgres, for tests that change the
-/// schema or drop partitions, which would pull the shared database from
-/// under the tests running beside them.
-pub struct FreshDatabase {
-    pub url: String,
-    name: String,
-}
-
-impl FreshDatabase {
-    pub async fn create() -> Self {
-        let name = format!("triggers_test_{}", Uuid::new_v4().simple());
-        let shared = Config::from_env()
-            .expect("configuration from the environment")
-            .database
-            .database_url;
-        let (server, _) = shared
-            .rsplit_once('/')
-            .expect("DATABASE_URL names a database");
-        let admin = db().await;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .expect("create a database");
-        admin.close().await;
-        Self {
-            url: format!("{server}/{name}"),
-            name,
-        }
-    }
-
-    pub async fn pool(&self, connections: u32) -> sqlx::PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(connections)
-            .connect(&self.url)
-            .await
-            .expect("connect to the fresh database")
-    }
-
-    /// Drops the database, ending whatever sessions still use it.
-    pub async fn drop(self) {
-        let admin = db().await;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&admin)
-        .await
-        .expect("drop the database");
-        admin.close().await;
-    }
 }

@@ -1,8 +1,13 @@
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use triggers_api::config::Role;
 
-use crate::helpers::{spawn, spawn_app, test_config, unique_prefix};
+use crate::{
+    helpers::{eventually, spawn, spawn_app, test_config, unique_prefix},
+    process::start_with,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_request_ids() {
@@ -90,4 +95,57 @@ async fn unreachable_dependencies_are_a_clear_error_not_a_panic() {
         format!("{err:#}").contains("cannot connect to Redis"),
         "{err:#}"
     );
+}
+
+/// The lines of `name`'s samples in the scrape at `base`.
+async fn samples_of(client: &reqwest::Client, base: &str, name: &str) -> Vec<String> {
+    let scrape = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("scrape body");
+    scrape
+        .lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Only processes that run retention passes know how many months of
+/// partitions exist ahead; an api replica reporting 0 would fire
+/// TriggersArchivePartitionsRunningOut forever. Real processes, because
+/// the metrics recorder is process-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_worker_reports_the_archive_partitions_ahead() {
+    const GAUGE: &str = "triggers_archive_partitions_ahead";
+    let prefix = unique_prefix();
+    let client = reqwest::Client::new();
+    let worker = start_with(&prefix, "partitions-worker", &[("TRIGGERS_ROLE", "worker")]).await;
+    let api = start_with(&prefix, "partitions-api", &[("TRIGGERS_ROLE", "api")]).await;
+
+    // The worker's first retention pass counts them.
+    let reported = eventually(Duration::from_secs(30), || async {
+        let lines = samples_of(&client, &worker.base, GAUGE).await;
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    let months: f64 = reported[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric sample");
+    assert!(months >= 1.0, "the worker reports {reported:?}");
+
+    // The api replica never does, however often it is scraped.
+    for _ in 0..10 {
+        let lines = samples_of(&client, &api.base, GAUGE).await;
+        assert!(lines.is_empty(), "an api replica reports {lines:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for process in [worker, api] {
+        let _ = std::fs::remove_file(&process.log);
+    }
 }

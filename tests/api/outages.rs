@@ -109,3 +109,38 @@ async fn after_a_postgres_outage_the_backlog_is_archived_within_seconds() {
     db.close().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_error_that_is_no_outage_is_a_500_not_a_503() {
+    let config = test_config(&unique_prefix());
+    let keys = triggers_api::redis::Keys::new(&config.redis_prefix, config.stream_shards);
+    let app = spawn(config).await;
+    let org = app.create_org("pro").await;
+    // The organization's rate-limit state under its name, but a hash (as a
+    // release with another layout might have left it): every script that
+    // reads it fails with WRONGTYPE, however long the client waits.
+    let pool = crate::helpers::redis().await;
+    let organization_id: uuid::Uuid = org.id.parse().unwrap();
+    let _: i64 = fred::prelude::HashesInterface::hset(
+        &pool,
+        keys.rate_limit(organization_id),
+        ("layout", "other"),
+    )
+    .await
+    .unwrap();
+
+    let event = json!({ "type": "misread", "payload": {} });
+    let response = app.post_event(&org.key, &event).await;
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().get("retry-after").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "internal");
+    assert_eq!(
+        body["error"], "internal error",
+        "no detail reaches the client"
+    );
+    let _: i64 = fred::prelude::KeysInterface::del(&pool, keys.rate_limit(organization_id))
+        .await
+        .unwrap();
+    app.stop().await;
+}

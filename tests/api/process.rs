@@ -1,7 +1,7 @@
 //! The real binary: killed hard it loses nothing, stopped with SIGTERM it
 //! exits cleanly, and its logs never contain a key.
 
-use std::{process::Stdio, time::Duration};
+use std::{process::Stdio, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -9,12 +9,31 @@ use tokio::process::{Child, Command};
 use crate::{
     helpers::{db, eventually, unique_prefix, wait_archived},
     receiver::{Receiver, slow},
+    world::World,
 };
 
+/// The binary running as a child process; dropped, it is killed.
 pub struct Process {
     pub child: Child,
     pub base: String,
     pub log: std::path::PathBuf,
+    /// Held so the world outlives the process.
+    _world: Arc<World>,
+}
+
+impl Drop for Process {
+    /// Kills the process and waits (bounded) until it is gone, so it writes
+    /// no key after its world is cleaned up. Runs on every exit, panics
+    /// included; a process already ended is left as it is.
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        for _ in 0..500 {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(Some(_)) | Err(_) => break,
+            }
+        }
+    }
 }
 
 async fn start(prefix: &str, name: &str) -> Process {
@@ -22,6 +41,16 @@ async fn start(prefix: &str, name: &str) -> Process {
 }
 
 pub async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Process {
+    let world = World::join(prefix);
+    let redis_url = match env.iter().find(|(name, _)| *name == "REDIS_URL") {
+        Some((_, url)) => (*url).to_owned(),
+        None => String::from(
+            &*triggers_api::config::Config::from_env()
+                .expect("configuration from the environment")
+                .redis_url,
+        ),
+    };
+    world.uses_redis(&redis_url);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -47,15 +76,21 @@ pub async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Proce
         .expect("start triggers-api");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
+    let process = Process {
+        child,
+        base,
+        log,
+        _world: world,
+    };
     eventually(Duration::from_secs(30), || async {
         client
-            .get(format!("{base}/ready"))
+            .get(format!("{}/ready", process.base))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    Process { child, base, log }
+    process
 }
 
 /// A new organization on the process at `base`; returns its key.

@@ -15,6 +15,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
+use tokio_util::task::AbortOnDropHandle;
 
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -50,10 +51,12 @@ struct Inner {
     otherwise: Option<Reply>,
 }
 
+/// Clones share one server, which stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    _server: Arc<AbortOnDropHandle<std::io::Result<()>>>,
 }
 
 impl Receiver {
@@ -67,10 +70,14 @@ impl Receiver {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server =
+            AbortOnDropHandle::new(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ));
         Receiver {
             url: format!("http://{addr}/hook"),
             inner,
+            _server: Arc::new(server),
         }
     }
 

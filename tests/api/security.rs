@@ -169,6 +169,52 @@ async fn a_prefix_flood_is_bounded_and_the_keys_owner_is_still_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_guesses_are_not_counted_as_database_lookups() {
+    const LIMIT: u32 = 3;
+    const GUESSES: u32 = 20;
+    let prefix = unique_prefix();
+    // A process of its own: its metrics count this test's requests only.
+    let env = [
+        ("TRIGGERS_AUTH_FAILURES_PER_PREFIX", "3"),
+        ("TRIGGERS_AUTH_FAILURES_PER_ADDRESS", "100000"),
+    ];
+    let process = start_with(&prefix, "lookups", &env).await;
+    let client = reqwest::Client::new();
+    let key = crate::process::create_key(&client, &process.base).await;
+    let lookup = triggers_api::auth::keys::lookup_of(&key).expect("a well-formed key");
+    let mut refused = 0;
+    for _ in 0..GUESSES {
+        let status = client
+            .get(format!("{}/api/keys", process.base))
+            .header("x-api-key", format!("trg_{lookup}_{}", random_secret()))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status == 401 || status == 429, "{status}");
+        refused += u32::from(status == 429);
+    }
+    assert_eq!(refused, GUESSES - LIMIT);
+    let scrape = client
+        .get(format!("{}/metrics", process.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let database = series(&scrape, "triggers_auth_lookups_total{source=\"database\"}");
+    let refusals = series(
+        &scrape,
+        "triggers_auth_refused_total{reason=\"prefix_failures\"}",
+    );
+    // Postgres saw the guesses the limiter let through, nothing more.
+    assert_eq!(database, f64::from(LIMIT), "database lookups");
+    assert_eq!(refusals, f64::from(GUESSES - LIMIT));
+    let _ = std::fs::remove_file(&process.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_guessing_many_prefixes_is_refused_unhashed() {
     let mut config = test_config(&unique_prefix());
     config.auth_limits.failures_per_address = 5;

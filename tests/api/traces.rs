@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     collector::{Collector, Span},
-    helpers::{eventually, unique_prefix},
+    helpers::{eventually, never, unique_prefix},
     process::{Process, create_key, start_with},
     receiver::{Receiver, status},
 };
@@ -213,7 +213,10 @@ async fn without_an_endpoint_nothing_is_exported_or_propagated() {
     match default_endpoint {
         Some(collector) => {
             // Long enough for several export rounds, had an exporter run.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            never(5, Duration::from_millis(100), || async {
+                !collector.spans().is_empty()
+            })
+            .await;
             assert!(
                 collector.spans().is_empty(),
                 "spans exported without an endpoint"

@@ -13,13 +13,22 @@
 //!
 //! * 2xx: delivered.
 //! * 410 Gone: no more retries; the event is dead-lettered and the webhook
-//!   disabled until the organization configures one again.
+//!   disabled until the organization configures one again (in the
+//!   transaction that stores the outcome: if the disable fails, the entry
+//!   stays pending and is attempted again).
 //! * Anything else (another status, a timeout, a connection error): retried
 //!   after the next delay of `TRIGGERS_RETRY_SCHEDULE` (jittered, lengthened
 //!   by a `Retry-After` on 429/503). A retry waits in the shard's retry set
 //!   (a sorted set scored by due time); a mover, run by every worker, shifts
 //!   due retries to the redelivery stream atomically. After the last delay
 //!   the event is dead-lettered: its own stream, and status `dead_letter`.
+//!
+//! An organization whose signing secret no configured key opens (sealed
+//! under a key since dropped from `TRIGGERS_SECRET_KEYS`) cannot be signed
+//! for: its entries are dead-lettered without an attempt, logged and counted
+//! (`triggers_deliveries_unsignable_total`), and replayable once the key is
+//! back. The lookup fails per organization, so no other is held up; only an
+//! unreachable Postgres is waited out.
 //!
 //! # Fairness and back-pressure
 //!

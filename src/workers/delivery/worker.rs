@@ -1,7 +1,7 @@
 //! The delivery worker: takes entries from the consume loop, dispatches
 //! them within the concurrency limits, and moves due retries back to work.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -16,10 +16,14 @@ use super::{
 };
 use crate::{
     domain::EventStatus,
-    metrics::{DEAD_LETTER_STREAM_LENGTH, DEAD_LETTERS, DELIVERIES_DEFERRED, RETRIES_SCHEDULED},
-    store::{EventOutcome, Store, WebhookTarget},
+    metrics::{
+        DEAD_LETTER_STREAM_LENGTH, DEAD_LETTERS, DELIVERIES_DEFERRED, DELIVERIES_UNSIGNABLE,
+        RETRIES_SCHEDULED,
+    },
+    sealing::SealingError,
+    store::{EventOutcome, Store, StoreError, WebhookTargets},
     streams::{Consumer, Received, RetryQueue, StreamKind},
-    workers::{Handler, Settings, WorkerError, consume},
+    workers::{Handler, Settings, WorkerError, consume, outage::WaitOut},
 };
 
 const READ_BATCH: u64 = 100;
@@ -27,8 +31,10 @@ const READ_BATCH: u64 = 100;
 const DEFER: Duration = Duration::from_secs(1);
 const MOVE_EVERY: Duration = Duration::from_millis(200);
 const MOVE_BATCH: u32 = 500;
-/// How long to wait before asking an unreachable Postgres for webhooks again.
-const LOOKUP_RETRY: Duration = Duration::from_secs(1);
+/// Why an entry of an organization whose signing secret cannot be opened is
+/// dead-lettered: what its owner sees as the event's `last_error`.
+const UNSIGNABLE: &str = "cannot open the webhook signing secret \
+                          (sealed under a key not in TRIGGERS_SECRET_KEYS?)";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -39,8 +45,8 @@ pub struct Limits {
     /// How long an entry may stay unacknowledged before another worker
     /// takes it: longer than any request may last.
     pub claim_after: Duration,
-    /// Longest pause between retries of an outcome write while Postgres
-    /// is unreachable.
+    /// Longest pause between retries of a webhook lookup or an outcome
+    /// write while Postgres is unreachable.
     pub store_retry_max: Duration,
 }
 
@@ -61,7 +67,7 @@ struct Dispatcher {
     global: Arc<Semaphore>,
     orgs: OrgSlots,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
+    wait_out: WaitOut,
 }
 
 impl DeliveryWorker {
@@ -87,10 +93,15 @@ impl DeliveryWorker {
     /// stores their outcomes before returning.
     pub async fn run(self, shutdown: CancellationToken) {
         let (finished, rx) = mpsc::channel(self.limits.total as usize + READ_BATCH as usize);
+        let wait_out = WaitOut::new(self.limits.store_retry_max, shutdown.clone());
         let recorder = tokio::spawn(
-            Recorder::new(self.store.clone(), self.consumer.clone(), rx)
-                .retrying_within(self.limits.store_retry_max)
-                .run(),
+            Recorder::new(
+                self.store.clone(),
+                self.consumer.clone(),
+                rx,
+                wait_out.clone(),
+            )
+            .run(),
         );
         let mover = tokio::spawn(move_due_retries(self.retries.clone(), shutdown.clone()));
         let dispatcher = Dispatcher {
@@ -104,7 +115,7 @@ impl DeliveryWorker {
             global: Arc::new(Semaphore::new(self.limits.total as usize)),
             orgs: OrgSlots::new(self.limits.per_org),
             tasks: TaskTracker::new(),
-            shutdown: shutdown.clone(),
+            wait_out,
         };
         let settings = Settings {
             batch: READ_BATCH,
@@ -142,8 +153,7 @@ impl Handler for Dispatcher {
     }
 
     async fn handle(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
-        self.dispatch(batch).await;
-        Ok(())
+        self.dispatch(batch).await
     }
 
     async fn housekeeping(&self) {
@@ -163,23 +173,30 @@ impl Handler for Dispatcher {
 }
 
 impl Dispatcher {
-    async fn dispatch(&self, batch: Vec<Received>) {
+    /// Sends each entry on a task of its own. Entries of an organization
+    /// whose webhook cannot be used are dead-lettered here; the others go on.
+    async fn dispatch(&self, batch: Vec<Received>) -> Result<(), WorkerError> {
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
-        let Some(targets) = self.webhook_targets(&batch).await else {
-            return;
-        };
+        let targets = self.webhook_targets(&batch).await?;
         for received in batch {
             let organization_id = received.entry.event.organization_id;
-            let Some(target) = targets.get(&organization_id) else {
-                let _ = self.context.finished.send(without_webhook(received)).await;
-                continue;
+            let target = match targets.get(&organization_id) {
+                Some(Ok(target)) => target,
+                Some(Err(_)) => {
+                    let _ = self.context.finished.send(unsignable(received)).await;
+                    continue;
+                }
+                None => {
+                    let _ = self.context.finished.send(without_webhook(received)).await;
+                    continue;
+                }
             };
             // Entries in memory (waiting or in flight) never exceed the
             // global limit: the loop reads no more than there is room for.
             let Ok(held) = Arc::clone(&self.global).acquire_owned().await else {
-                return;
+                return Ok(());
             };
             let org_slot = match self.orgs.admit(organization_id) {
                 Admit::Now(permit) => Ok(permit),
@@ -203,38 +220,31 @@ impl Dispatcher {
                 drop((permit, held));
             });
         }
+        Ok(())
     }
 
     /// The enabled webhooks of the batch's organizations, waiting out an
-    /// unreachable Postgres; `None` when shutting down meanwhile (the
-    /// entries stay pending).
-    async fn webhook_targets(&self, batch: &[Received]) -> Option<HashMap<Uuid, WebhookTarget>> {
+    /// unreachable Postgres. An error (Postgres still away at shutdown, or
+    /// refusing the query) leaves the batch pending.
+    async fn webhook_targets(&self, batch: &[Received]) -> Result<WebhookTargets, StoreError> {
         let mut ids: Vec<Uuid> = batch
             .iter()
             .map(|r| r.entry.event.organization_id)
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        loop {
-            match self.store.webhook_targets(&ids).await {
-                Ok(targets) => {
-                    return Some(
-                        targets
-                            .into_iter()
-                            .map(|t| (t.organization_id, t))
-                            .collect(),
-                    );
-                }
-                Err(err) if self.shutdown.is_cancelled() => {
-                    tracing::error!(error = %err, "cannot look up webhooks; entries stay pending");
-                    return None;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot look up webhooks; retrying");
-                    tokio::time::sleep(LOOKUP_RETRY).await;
-                }
+        let targets = self
+            .wait_out
+            .run("looking up webhooks", StoreError::is_outage, || {
+                self.store.webhook_targets(&ids)
+            })
+            .await?;
+        for (organization_id, target) in &targets {
+            if let Err(err) = target {
+                report_unsignable(*organization_id, err, batch);
             }
         }
+        Ok(targets)
     }
 
     /// Puts an entry back for a second when its organization has no free slot.
@@ -260,12 +270,41 @@ fn without_webhook(received: Received) -> Finished {
     if received.kind == StreamKind::Events {
         return Finished::ack_only(received);
     }
+    dead_letter_unattempted(received, "no enabled webhook to deliver to")
+}
+
+/// One line and one count per organization and batch; the secret itself
+/// is never logged.
+fn report_unsignable(organization_id: Uuid, err: &SealingError, batch: &[Received]) {
+    let entries = batch
+        .iter()
+        .filter(|r| r.entry.event.organization_id == organization_id)
+        .count();
+    metrics::counter!(DELIVERIES_UNSIGNABLE).increment(entries as u64);
+    tracing::error!(
+        %organization_id,
+        entries,
+        error = %err,
+        "cannot open this organization's webhook signing secret; its deliveries are dead-lettered"
+    );
+}
+
+/// An entry of an organization whose signing secret no configured key
+/// opens: no request can be signed for it, and waiting would hold it
+/// forever. It is dead-lettered without an attempt; once the key is
+/// configured again, the organization replays it.
+fn unsignable(received: Received) -> Finished {
+    dead_letter_unattempted(received, UNSIGNABLE)
+}
+
+/// Gives up on an entry before any request was made for it.
+fn dead_letter_unattempted(received: Received, reason: &str) -> Finished {
     metrics::counter!(DEAD_LETTERS).increment(1);
     let outcome = EventOutcome {
         event: received.entry.event.clone(),
         status: EventStatus::DeadLetter,
         attempts: received.entry.attempt.saturating_sub(1) as i32,
-        last_error: Some("no enabled webhook to deliver to".into()),
+        last_error: Some(reason.to_owned()),
         delivered_at: None,
         next_retry_at: None,
     };
