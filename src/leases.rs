@@ -8,11 +8,23 @@
 //! cannot process it. Leases work on the archive: an event accepted moments
 //! ago and not archived yet (normally well under a second) is leased by a
 //! later call.
+//!
+//! A lease is stored nowhere but in the events it holds, so once they are
+//! acknowledged or released nothing remembers it. To tell a lease id the
+//! organization was issued (answered with what it holds, perhaps nothing)
+//! from one it never was (a typo, another organization's: 404), the id
+//! carries its organization: a UUIDv7 whose last 32 bits, random in any
+//! other v7 id, are a digest of the organization and the rest of the id.
+//! The random bits left and the generator's counter keep ids unique.
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::{EventRow, LeaseQuery, Store, StoreError};
+use crate::{
+    domain::Name,
+    store::{EventRow, LeaseQuery, Store, StoreError},
+};
 
 /// Most events one lease hands out.
 pub const MAX_LEASE_LIMIT: u32 = 100;
@@ -29,6 +41,9 @@ const QUARANTINE_PASSES: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeasesError {
+    /// The organization was never issued this lease id.
+    #[error("no such lease")]
+    UnknownLease,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -38,7 +53,7 @@ pub enum LeasesError {
 pub struct LeaseRequest {
     pub limit: u32,
     pub lease_seconds: u32,
-    pub event_type: Option<String>,
+    pub event_type: Option<Name>,
 }
 
 /// A granted lease.
@@ -66,7 +81,7 @@ impl Leases {
         organization_id: Uuid,
         request: &LeaseRequest,
     ) -> Result<Lease, LeasesError> {
-        let lease_id = Uuid::now_v7();
+        let lease_id = mint_lease_id(organization_id);
         let mut events = Vec::new();
         let mut leased_until = None;
         for _ in 0..QUARANTINE_PASSES {
@@ -81,7 +96,7 @@ impl Leases {
                     lease_id,
                     limit: wanted,
                     lease_seconds: request.lease_seconds,
-                    event_type: request.event_type.as_deref(),
+                    event_type: request.event_type.as_ref().map(Name::as_str),
                     max_leases: self.max_leases,
                 })
                 .await?;
@@ -118,10 +133,11 @@ impl Leases {
         lease_id: Uuid,
         ids: Option<&[Uuid]>,
     ) -> Result<Vec<Uuid>, LeasesError> {
-        Ok(self
+        let done = self
             .store
             .ack_leased(organization_id, lease_id, ids)
-            .await?)
+            .await?;
+        known(organization_id, lease_id, done)
     }
 
     /// Makes what the lease holds (all, or `ids`) available again at once;
@@ -132,9 +148,77 @@ impl Leases {
         lease_id: Uuid,
         ids: Option<&[Uuid]>,
     ) -> Result<Vec<Uuid>, LeasesError> {
-        Ok(self
+        let done = self
             .store
             .release_leased(organization_id, lease_id, ids)
-            .await?)
+            .await?;
+        known(organization_id, lease_id, done)
+    }
+}
+
+/// What an ack or release did, or that the lease is not the organization's.
+/// A lease that still held events of the organization is its own whatever
+/// its id says: ids minted before they carried their organization stay
+/// usable until their events are done.
+fn known(organization_id: Uuid, lease_id: Uuid, done: Vec<Uuid>) -> Result<Vec<Uuid>, LeasesError> {
+    if done.is_empty() && !issued_to(lease_id, organization_id) {
+        return Err(LeasesError::UnknownLease);
+    }
+    Ok(done)
+}
+
+/// A new lease id of the organization (see the module's documentation).
+fn mint_lease_id(organization_id: Uuid) -> Uuid {
+    let mut bytes = *Uuid::now_v7().as_bytes();
+    let tag = lease_tag(organization_id, &bytes);
+    bytes[TAG_AT..].copy_from_slice(&tag);
+    Uuid::from_bytes(bytes)
+}
+
+/// Whether `lease_id` was minted for the organization.
+fn issued_to(lease_id: Uuid, organization_id: Uuid) -> bool {
+    let bytes = lease_id.as_bytes();
+    lease_id.get_version_num() == 7 && bytes[TAG_AT..] == lease_tag(organization_id, bytes)
+}
+
+/// Where the tag starts: the last four bytes, below the v7 counter bits.
+const TAG_AT: usize = 12;
+
+fn lease_tag(organization_id: Uuid, id: &[u8; 16]) -> [u8; 4] {
+    let digest = Sha256::new()
+        .chain_update(b"triggers lease id")
+        .chain_update(organization_id.as_bytes())
+        .chain_update(&id[..TAG_AT])
+        .finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_id_tells_its_organization() {
+        let ours = Uuid::now_v7();
+        let theirs = Uuid::now_v7();
+        let id = mint_lease_id(ours);
+        assert_eq!(id.get_version_num(), 7);
+        assert!(issued_to(id, ours));
+        assert!(!issued_to(id, theirs));
+        assert!(!issued_to(Uuid::now_v7(), ours));
+        // A typo anywhere in the id makes it another id.
+        for byte in 0..16 {
+            let mut typo = *id.as_bytes();
+            typo[byte] ^= 0x01;
+            assert!(!issued_to(Uuid::from_bytes(typo), ours), "byte {byte}");
+        }
+    }
+
+    #[test]
+    fn lease_ids_stay_unique_and_ordered() {
+        let org = Uuid::now_v7();
+        let ids: Vec<Uuid> = (0..10_000).map(|_| mint_lease_id(org)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids.iter().all(|id| crate::domain::time_of(*id).is_some()));
     }
 }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    domain::Tier,
+    domain::{Tier, first_id_at},
     metrics::ARCHIVE_PARTITIONS_AHEAD,
     partitions,
     store::{Store, StoreError},
@@ -65,9 +65,7 @@ impl RetentionPolicy {
             let (tier, duration) = part
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}`: expected tier=duration, e.g. pro=30d"))?;
-            let tier = tier.trim().parse::<Tier>().map_err(|_| {
-                format!("`{tier}`: unknown tier (use free, pro, business or enterprise)")
-            })?;
+            let tier = tier.trim().parse::<Tier>().map_err(|e| e.to_string())?;
             let duration = humantime::parse_duration(duration.trim())
                 .map_err(|e| format!("`{duration}`: {e}"))?;
             if duration < Duration::from_secs(60) {
@@ -96,13 +94,6 @@ impl RetentionPolicy {
     pub fn days(&self, tier: Tier) -> u64 {
         self.of(tier).as_secs().div_ceil(24 * 3600)
     }
-}
-
-/// The smallest UUIDv7 of `at`'s millisecond: every event created before
-/// `at` has a smaller id.
-pub fn first_id_at(at: DateTime<Utc>) -> Uuid {
-    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
 }
 
 /// What one pass removed.

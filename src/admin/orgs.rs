@@ -100,17 +100,14 @@ impl Report for Created {
 }
 
 async fn create_org(admin: &Admin, name: &str, tier: Tier) -> Result<(), AdminError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > crate::domain::MAX_NAME_CHARS {
-        return Err(AdminError::Invalid(
-            "the name must be 1 to 255 characters".into(),
-        ));
-    }
+    let name = crate::domain::Name::parse(name)
+        .map_err(|e| AdminError::Invalid(format!("the name {e}")))?
+        .trimmed();
     let key = keys::generate().map_err(|e| AdminError::Invalid(e.to_string()))?;
     let (org, _) = admin
         .store
         .create_organization(NewOrganization {
-            name,
+            name: name.as_str(),
             tier,
             key_lookup_prefix: &key.lookup,
             key_hash: &key.hash,

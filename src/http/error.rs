@@ -10,6 +10,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
@@ -18,30 +19,19 @@ use crate::{
     redis::RedisError, store::StoreError,
 };
 
-/// Every error response's body, as documented in the OpenAPI document. The
-/// body itself is built in [`ApiError::into_response`].
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    error: String,
-    /// What went wrong, for programs.
-    code: ErrorCode,
-    /// 409 `duplicate`: the id of the event that used the `dedup_id` first.
-    original_id: Option<String>,
-    /// 429: seconds until a request may succeed (also in `Retry-After`).
-    retry_after_seconds: Option<u64>,
-}
-
-/// The machine-readable error codes.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
+/// The machine-readable error codes. Responses take their `code` from this
+/// enum, which is also the document's list: a code cannot be sent without
+/// being documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     MalformedJson,
     UnreadableBody,
     InvalidCursor,
     Unauthorized,
+    Forbidden,
+    TooManyFailures,
+    BodyTimeout,
     NotFound,
     MethodNotAllowed,
     Duplicate,
@@ -49,6 +39,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Invalid,
     RateLimited,
+    Busy,
     Unavailable,
     Internal,
 }
@@ -56,7 +47,7 @@ pub enum ErrorCode {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
@@ -75,8 +66,9 @@ pub enum ApiError {
         original_id: String,
         limit: RateLimit,
     },
-    #[error("request body is larger than {} bytes", crate::domain::MAX_BODY_BYTES)]
-    PayloadTooLarge,
+    /// Over the route's body limit, `limit` bytes.
+    #[error("request body is larger than {}", size(*limit))]
+    PayloadTooLarge { limit: usize },
     #[error("{0}")]
     Unprocessable(String),
     #[error("rate limit exceeded")]
@@ -92,8 +84,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A size as people write it: `256 KiB`, `1 MiB`, or bytes.
+pub(crate) fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
             message: message.into(),
@@ -111,7 +116,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Duplicate { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -119,23 +124,23 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } => code,
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::TooManyFailures { .. } => "too_many_failures",
-            ApiError::BodyTimeout => "body_timeout",
-            ApiError::Busy => "busy",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Duplicate { .. } => "duplicate",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::Unprocessable(_) => "invalid",
-            ApiError::RateLimited(_) => "rate_limited",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::TooManyFailures { .. } => ErrorCode::TooManyFailures,
+            ApiError::BodyTimeout => ErrorCode::BodyTimeout,
+            ApiError::Busy => ErrorCode::Busy,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Duplicate { .. } => ErrorCode::Duplicate,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::Unprocessable(_) => ErrorCode::Invalid,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -255,6 +260,7 @@ impl From<EventsError> for ApiError {
 impl From<LeasesError> for ApiError {
     fn from(err: LeasesError) -> Self {
         match err {
+            LeasesError::UnknownLease => ApiError::NotFound("no such lease in your organization"),
             LeasesError::Store(e) => e.into(),
         }
     }
@@ -353,7 +359,10 @@ mod tests {
                     .into(),
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
-            (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE),
+            (
+                ApiError::PayloadTooLarge { limit: 1024 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
             (AuthError::Busy.into(), StatusCode::SERVICE_UNAVAILABLE),
             (
                 AuthError::TooManyFailures(
@@ -370,7 +379,7 @@ mod tests {
             ),
             (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED),
             (
-                ApiError::bad_request("malformed_json", "x"),
+                ApiError::bad_request(ErrorCode::MalformedJson, "x"),
                 StatusCode::BAD_REQUEST,
             ),
             (

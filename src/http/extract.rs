@@ -7,15 +7,24 @@ use std::{
 };
 
 use axum::{
+    Extension,
     body::Bytes,
-    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request},
+    extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-use super::{AppState, error::ApiError};
-use crate::{auth::AuthError, domain::OrgContext, ratelimit::RateLimit};
+use super::{
+    AppState,
+    error::{ApiError, ErrorCode},
+};
+use crate::{
+    auth::AuthError,
+    domain::{MAX_BODY_BYTES, OrgContext},
+    ratelimit::RateLimit,
+};
 
 /// The key a request presents: `X-API-Key`, or `Authorization: Bearer`.
 fn presented_key(parts: &Parts) -> Option<&str> {
@@ -111,19 +120,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .extensions()
             .get::<BodyTimeout>()
             .map_or(BodyTimeout::DEFAULT, |t| t.0);
+        let max_bytes = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(MAX_BODY_BYTES, |l| l.0);
         let read = Bytes::from_request(req, state);
         let bytes = tokio::time::timeout(limit, read)
             .await
             .map_err(|_| ApiError::BodyTimeout)?
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
+                    ApiError::PayloadTooLarge { limit: max_bytes }
                 } else {
-                    ApiError::bad_request("unreadable_body", rejection.body_text())
+                    ApiError::bad_request(ErrorCode::UnreadableBody, rejection.body_text())
                 }
             })?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A route's own body limit, where it is not [`MAX_BODY_BYTES`]: axum's
+/// limit layer refuses the body without saying which limit applied, and the
+/// 413 message names it. Set with [`with_body_limit`].
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
+/// `routes` with a body limit of `bytes` instead of [`MAX_BODY_BYTES`].
+pub fn with_body_limit<S>(routes: OpenApiRouter<S>, bytes: usize) -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .layer(DefaultBodyLimit::max(bytes))
+        .layer(Extension(BodyLimit(bytes)))
 }
 
 /// How long a request's body may take to arrive, put on each request by
@@ -136,16 +165,26 @@ impl BodyTimeout {
     const DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
 }
 
+/// `bytes` as a `T`: 400 when not JSON, 422 naming the field when JSON of
+/// the wrong shape or with an invalid value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|err| {
-        use serde_json::error::Category;
-        match err.classify() {
-            Category::Data => ApiError::Unprocessable(err.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("malformed_json", format!("malformed JSON: {err}"))
-            }
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json)
+        .map_err(|err| refusal(&err.path().to_string(), err.into_inner()))?;
+    json.end().map_err(|err| refusal(".", err))?;
+    Ok(value)
+}
+
+/// What a body is refused with; `path` is where in it, `.` for the whole.
+fn refusal(path: &str, err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data if path == "." => ApiError::Unprocessable(err.to_string()),
+        Category::Data => ApiError::Unprocessable(format!("`{path}`: {err}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request(ErrorCode::MalformedJson, format!("malformed JSON: {err}"))
         }
-    })
+    }
 }
 
 /// Query parameters whose errors are 422 with our error shape.

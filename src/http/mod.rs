@@ -10,8 +10,9 @@ pub mod error;
 mod extract;
 mod headers;
 mod middleware;
-pub mod openapi;
+mod openapi;
 mod routes;
+mod schema;
 pub mod server;
 
 use std::sync::Arc;
@@ -63,10 +64,10 @@ impl std::ops::Deref for AppState {
 
 pub fn router(state: AppState) -> Router {
     // Routes come from the OpenAPI router, so the document describes
-    // exactly what is served (see `openapi`).
-    let mut app: Router<AppState> = openapi::operations_routes().into();
+    // exactly what is served (see `routes`).
+    let mut app: Router<AppState> = routes::operations_routes().into();
     if state.config.role.runs_api() {
-        app = app.merge(Router::from(openapi::api_routes()));
+        app = app.merge(Router::from(routes::api_routes()));
     }
     app.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

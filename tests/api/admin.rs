@@ -125,6 +125,21 @@ async fn an_operator_manages_organizations_keys_events_and_streams() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orgs_create_refuses_the_names_the_api_refuses() {
+    let app = spawn_app().await;
+    // A NUL cannot reach a command through its arguments (they are C
+    // strings); the rule it shares with the API is `Name::parse`'s.
+    let long = "x".repeat(256);
+    for name in ["", "   ", long.as_str()] {
+        let (ok, stdout, stderr) = admin(&app, &["orgs", "create", "--name", name]).await;
+        assert!(!ok, "{name:?} was accepted: {stdout}");
+        assert!(stderr.contains("not blank"), "{name:?}: {stderr}");
+        assert!(stderr.contains("NUL"), "{name:?}: {stderr}");
+    }
+    app.stop().await;
+}
+
 /// The marker a revoked key's cache entry holds, and its seconds to live.
 async fn revocation_marker(app: &TestApp, key: &str) -> (Option<String>, i64) {
     use fred::prelude::*;

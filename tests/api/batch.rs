@@ -111,6 +111,29 @@ async fn every_event_of_a_batch_counts_against_the_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_batch_is_told_the_batch_limit() {
+    let app = spawn_app().await;
+    let org = app.create_org("pro").await;
+    let body = batch(vec![
+        json!({ "type": "t", "payload": { "p": "x".repeat(1100 * 1024) } }),
+    ]);
+    let response = post_batch(&app, &org.key, body).await;
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "payload_too_large");
+    let message = error["error"].as_str().expect("message");
+    assert!(message.contains("1 MiB"), "{message}");
+    // A single event's limit is its own.
+    let single = json!({ "type": "big", "payload": { "blob": "x".repeat(256 * 1024) } });
+    let response = app.post_event(&org.key, &single).await;
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    let message = error["error"].as_str().expect("message");
+    assert!(message.contains("256 KiB"), "{message}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_batch_is_refused_whole_with_a_json_error() {
     let app = spawn_app().await;
     let org = app.create_org("pro").await;

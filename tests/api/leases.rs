@@ -339,3 +339,114 @@ async fn concurrent_consumers_on_several_processes_never_share_an_event() {
     replica.stop().await;
     app.stop().await;
 }
+
+/// An ack or release with `lease_id`: its status and body.
+async fn try_act(app: &TestApp, key: &str, action: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/inbox/{action}")))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("ack or release");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_lease_id_never_issued_to_the_organization_is_404() {
+    let app = spawn_app().await;
+    let org = app.create_org("pro").await;
+    let other = app.create_org("pro").await;
+    let sent = send_archived(&app, &other.key, "order.created", 1).await;
+    let theirs = leased(&app, &other.key, json!({ "lease_seconds": 300 })).await;
+    assert_eq!(ids(&theirs), sent);
+    // An empty lease is issued all the same.
+    let empty = leased(&app, &org.key, json!({})).await;
+
+    for action in ["ack", "release"] {
+        let unknown = uuid::Uuid::now_v7();
+        let (status, body) = try_act(&app, &org.key, action, json!({ "lease_id": unknown })).await;
+        assert_eq!(status, 404, "{action} of an unknown lease: {body}");
+        assert_eq!(body["code"], "not_found");
+        // Named events change nothing either.
+        let (status, body) = try_act(
+            &app,
+            &org.key,
+            action,
+            json!({ "lease_id": theirs["lease_id"], "event_ids": sent }),
+        )
+        .await;
+        assert_eq!(
+            status, 404,
+            "{action} of another organization's lease: {body}"
+        );
+        assert_eq!(body["code"], "not_found");
+        let (status, body) = try_act(
+            &app,
+            &org.key,
+            action,
+            json!({ "lease_id": empty["lease_id"] }),
+        )
+        .await;
+        assert_eq!(status, 200, "{action} of an empty lease of its own: {body}");
+    }
+    // The other organization's lease still holds its event.
+    let acked = act(
+        &app,
+        &other.key,
+        "ack",
+        json!({ "lease_id": theirs["lease_id"] }),
+    )
+    .await;
+    assert_eq!(acked["acknowledged"], json!(sent));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_or_finished_lease_of_its_own_says_what_it_no_longer_holds() {
+    let app = spawn_app().await;
+    let org = app.create_org("pro").await;
+    let sent = send_archived(&app, &org.key, "order.created", 2).await;
+    let short = leased(&app, &org.key, json!({ "lease_seconds": 1 })).await;
+    assert_eq!(ids(&short), sent);
+    // Expired, and leased again by another consumer.
+    let next = eventually(Duration::from_secs(10), || async {
+        let next = leased(&app, &org.key, json!({ "lease_seconds": 300 })).await;
+        (!ids(&next).is_empty()).then_some(next)
+    })
+    .await;
+    assert_eq!(ids(&next), sent);
+    for action in ["ack", "release"] {
+        let (status, body) = try_act(
+            &app,
+            &org.key,
+            action,
+            json!({ "lease_id": short["lease_id"], "event_ids": sent }),
+        )
+        .await;
+        assert_eq!(status, 200, "{action} of an expired lease: {body}");
+        assert_eq!(body["not_held"], json!(sent), "{action}");
+    }
+    // Finished: everything acknowledged, then named again.
+    let done = act(
+        &app,
+        &org.key,
+        "ack",
+        json!({ "lease_id": next["lease_id"] }),
+    )
+    .await;
+    assert_eq!(done["acknowledged"].as_array().map(Vec::len), Some(2));
+    let (status, body) = try_act(
+        &app,
+        &org.key,
+        "ack",
+        json!({ "lease_id": next["lease_id"], "event_ids": sent }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["acknowledged"], json!([]));
+    assert_eq!(body["not_held"], json!(sent));
+    app.stop().await;
+}

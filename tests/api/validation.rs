@@ -386,3 +386,56 @@ async fn an_admin_token_guards_organization_creation() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_name_is_refused_naming_its_field() {
+    let app = spawn_app().await;
+    let org = app.create_org("pro").await;
+    let long = "x".repeat(256);
+    let bad_names = ["", "   ", "nul\u{0}", long.as_str()];
+    for name in bad_names {
+        let routes = [
+            (
+                "/api/events",
+                json!({ "type": name, "payload": {} }),
+                "`type`",
+            ),
+            (
+                "/api/events/batch",
+                json!({ "events": [{ "type": name, "payload": {} }] }),
+                "`type`",
+            ),
+            ("/api/inbox/lease", json!({ "type": name }), "`type`"),
+            (
+                "/api/keys/generate",
+                json!({ "organization_name": name }),
+                "`organization_name`",
+            ),
+        ];
+        for (path, body, field) in routes {
+            let response = app
+                .client
+                .post(app.url(path))
+                .header("x-api-key", &org.key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            // The batch answers per event; everything else refuses the request.
+            let error = if path == "/api/events/batch" {
+                assert_eq!(status, 200, "{path} {name:?}");
+                body["results"][0].clone()
+            } else {
+                assert_eq!(status, 422, "{path} {name:?}: {body}");
+                body
+            };
+            assert_eq!(error["code"], "invalid", "{path} {name:?}: {error}");
+            let message = error["error"].as_str().expect("message");
+            assert!(message.contains(field), "{path} {name:?}: {message}");
+            assert!(message.contains("not blank"), "{path} {name:?}: {message}");
+        }
+    }
+    app.stop().await;
+}

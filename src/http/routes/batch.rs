@@ -18,12 +18,15 @@ use super::{
     rfc3339_opt,
 };
 use crate::{
+    domain::EventRecord,
     http::{
         AppState,
-        error::{ApiError, ErrorBody, ErrorCode},
+        error::{ApiError, ErrorCode},
         extract::{Caller, JsonBody, parse_json},
+        schema::ErrorBody,
     },
     metrics::EVENTS_ACCEPTED,
+    ratelimit::RateLimit,
     streams::Admission,
     telemetry::TraceContext,
 };
@@ -54,8 +57,7 @@ pub struct ItemResult {
     )]
     created_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<ErrorCode>)]
-    code: Option<&'static str>,
+    code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +65,7 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
-    fn refused(status: StatusCode, code: &'static str, error: String) -> Self {
+    fn refused(status: StatusCode, code: ErrorCode, error: String) -> Self {
         Self {
             status: status.as_u16(),
             id: None,
@@ -153,53 +155,17 @@ pub async fn ingest_batch(
         .await?;
 
     let mut results = Vec::with_capacity(records.len());
-    let mut accepted = 0;
     for ((record, invalid), admission) in records.into_iter().zip(invalid).zip(admissions) {
-        let result = match (record, invalid, admission) {
-            (_, _, Some(Admission::RateLimited)) => {
-                rejected("rate_limited");
-                ItemResult::refused(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "rate limit exceeded".into(),
-                )
-            }
-            (_, Some(err), _) => {
-                rejected("invalid");
-                ItemResult::refused(err.status(), err.code(), err.to_string())
-            }
-            (Some(record), None, Some(Admission::Accepted)) => {
-                accepted += 1;
-                ItemResult {
-                    status: StatusCode::ACCEPTED.as_u16(),
-                    id: Some(record.id),
-                    created_at: Some(record.created_at),
-                    code: None,
-                    error: None,
-                    original_id: None,
-                }
-            }
-            (_, None, Some(Admission::Duplicate { original_id })) => {
-                rejected("duplicate");
-                let err = ApiError::Duplicate {
-                    original_id: original_id.clone(),
-                    limit,
-                };
-                ItemResult {
-                    original_id: Some(original_id),
-                    ..ItemResult::refused(err.status(), err.code(), err.to_string())
-                }
-            }
-            // A valid event always gets an admission, and an invalid one
-            // never an acceptance: anything else is a broken script reply.
-            _ => {
-                return Err(ApiError::Internal(
-                    "batch intake answered out of order".into(),
-                ));
-            }
-        };
+        // A valid event always gets an admission, and an invalid one never
+        // an acceptance: anything else is a broken script reply.
+        let result = item_result(record, invalid, admission, limit)
+            .ok_or_else(|| ApiError::Internal("batch intake answered out of order".into()))?;
         results.push(result);
     }
+    let accepted = results
+        .iter()
+        .filter(|r| r.status == StatusCode::ACCEPTED.as_u16())
+        .count();
     metrics::counter!(EVENTS_ACCEPTED).increment(accepted as u64);
     let all_limited = results
         .iter()
@@ -215,4 +181,49 @@ pub async fn ingest_batch(
         results,
     };
     Ok((status, limit, Json(body)).into_response())
+}
+
+/// What became of one event: refused as invalid, or by the intake's
+/// admission. `None` when the two do not fit together.
+fn item_result(
+    record: Option<EventRecord>,
+    invalid: Option<ApiError>,
+    admission: Option<Admission>,
+    limit: RateLimit,
+) -> Option<ItemResult> {
+    let result = match (record, invalid, admission) {
+        (_, _, Some(Admission::RateLimited)) => {
+            rejected("rate_limited");
+            ItemResult::refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "rate limit exceeded".into(),
+            )
+        }
+        (_, Some(err), _) => {
+            rejected("invalid");
+            ItemResult::refused(err.status(), err.code(), err.to_string())
+        }
+        (Some(record), None, Some(Admission::Accepted)) => ItemResult {
+            status: StatusCode::ACCEPTED.as_u16(),
+            id: Some(record.id),
+            created_at: Some(record.created_at),
+            code: None,
+            error: None,
+            original_id: None,
+        },
+        (_, None, Some(Admission::Duplicate { original_id })) => {
+            rejected("duplicate");
+            let err = ApiError::Duplicate {
+                original_id: original_id.clone(),
+                limit,
+            };
+            ItemResult {
+                original_id: Some(original_id),
+                ..ItemResult::refused(err.status(), err.code(), err.to_string())
+            }
+        }
+        _ => return None,
+    };
+    Some(result)
 }

@@ -16,13 +16,14 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     domain::{
-        EventRecord, EventStatus, MAX_NAME_CHARS, OrgContext, contains_nul, is_event_type,
+        EventRecord, EventStatus, MAX_NAME_CHARS, Name, OrgContext, contains_nul,
         json_contains_nul, json_numbers_fit, mint_event_id,
     },
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::{ApiError, ErrorCode},
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
+        schema::ErrorBody,
     },
     metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
     store::{EventRow, InboxQuery},
@@ -34,12 +35,7 @@ use crate::{
 pub struct NewEvent {
     /// What happened, e.g. `order.created`.
     #[serde(rename = "type")]
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
-    )]
-    event_type: String,
+    event_type: Name,
     /// Refused with 409 when used by another event in the last 24 hours.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
@@ -47,17 +43,12 @@ pub struct NewEvent {
     /// Any JSON object, stored and delivered exactly as sent; its strings
     /// may not contain U+0000, its numbers must fit a double.
     // Kept as the client's exact bytes: validated, never re-serialised.
-    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    #[schema(schema_with = crate::http::schema::payload_ref)]
     payload: Box<RawValue>,
 }
 
 impl NewEvent {
     pub(super) fn validate(&self) -> Result<(), ApiError> {
-        if !is_event_type(&self.event_type) {
-            return Err(ApiError::Unprocessable(format!(
-                "`type` must be a non-empty string of at most {MAX_NAME_CHARS} characters"
-            )));
-        }
         if let Some(dedup) = &self.dedup_id {
             if dedup.is_empty() || dedup.chars().count() > MAX_NAME_CHARS {
                 return Err(ApiError::Unprocessable(format!(
@@ -75,8 +66,7 @@ impl NewEvent {
                 "`payload` numbers must be within the range of a double (about ±1.8e308)".into(),
             ));
         }
-        if contains_nul(&self.event_type)
-            || self.dedup_id.as_deref().is_some_and(contains_nul)
+        if self.dedup_id.as_deref().is_some_and(contains_nul)
             || json_contains_nul(self.payload.get())
         {
             return Err(ApiError::Unprocessable(
@@ -92,7 +82,7 @@ impl NewEvent {
         EventRecord {
             id,
             organization_id,
-            event_type: self.event_type,
+            event_type: self.event_type.into_string(),
             dedup_id: self.dedup_id,
             payload: self.payload.get().to_owned(),
             created_at,
@@ -123,7 +113,7 @@ pub(super) async fn refuse_request(
     err: ApiError,
 ) -> Result<Response, ApiError> {
     rejected(match err {
-        ApiError::PayloadTooLarge => "too_large",
+        ApiError::PayloadTooLarge { .. } => "too_large",
         _ => "invalid",
     });
     let limit = state.limiter.check(org).await?;
@@ -190,7 +180,7 @@ pub struct EventView {
     #[serde(rename = "type")]
     event_type: String,
     dedup_id: Option<String>,
-    #[schema(schema_with = crate::http::openapi::payload_ref)]
+    #[schema(schema_with = crate::http::schema::payload_ref)]
     payload: Box<RawValue>,
     status: EventStatus,
     attempts: i32,
@@ -319,7 +309,7 @@ pub async fn inbox(
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid cursor"))?,
+                .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidCursor, "invalid cursor"))?,
         ),
     };
     let page = state

@@ -15,23 +15,20 @@ use uuid::Uuid;
 use super::{rfc3339, rfc3339_opt};
 use crate::{
     auth::keys::{self, KEY_PREFIX},
-    domain::{MAX_NAME_CHARS, Tier, contains_nul},
+    domain::{Name, Tier},
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::ApiError,
         extract::{JsonBody, Limited},
+        schema::ErrorBody,
     },
     store::NewOrganization,
 };
 
 #[derive(Deserialize, ToSchema)]
 pub struct GenerateRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
-    )]
-    organization_name: String,
+    /// Stored without leading or trailing white space.
+    organization_name: Name,
     /// Default `free`.
     #[serde(default)]
     #[schema(value_type = Option<Tier>)]
@@ -70,6 +67,7 @@ fn admin_allowed(expected: &str, headers: &HeaderMap) -> bool {
     responses(
         (status = 201, description = "The organization and its key, shown once", body = NewKeyResponse),
         (status = 401, description = "The admin token is required and was not presented", body = ErrorBody),
+        (status = 403, description = "Sign-up is closed: no admin token is set and open sign-up is off (`forbidden`)", body = ErrorBody),
     ),
     security((), ("admin_token" = [])),
 )]
@@ -88,25 +86,18 @@ pub async fn generate(
         None if state.config.security.allow_open_signup => {}
         None => return Err(ApiError::Forbidden("sign-up is closed on this deployment")),
     }
-    let name = request.organization_name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || contains_nul(name) {
-        return Err(ApiError::Unprocessable(format!(
-            "organization_name must be 1 to {MAX_NAME_CHARS} characters, without NUL"
-        )));
-    }
+    let name = request.organization_name.trimmed();
     let tier = match request.tier.as_deref() {
         None => Tier::Free,
-        Some(t) => t.parse::<Tier>().map_err(|_| {
-            ApiError::Unprocessable(format!(
-                "unknown tier `{t}`: use free, pro, business or enterprise"
-            ))
-        })?,
+        Some(t) => t
+            .parse::<Tier>()
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
     };
     let key = state.auth.new_key().await?;
     let (org, row) = state
         .store
         .create_organization(NewOrganization {
-            name,
+            name: name.as_str(),
             tier,
             key_lookup_prefix: &key.lookup,
             key_hash: &key.hash,

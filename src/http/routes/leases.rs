@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use super::{events::EventView, rfc3339};
 use crate::{
-    domain::{MAX_NAME_CHARS, contains_nul},
+    domain::Name,
     http::{
         AppState,
         error::ApiError,
         extract::{JsonBody, Limited},
+        schema::ErrorBody,
     },
     leases::{
         DEFAULT_LEASE_LIMIT, DEFAULT_LEASE_SECONDS, LEASE_SECONDS, LeaseRequest, MAX_EVENT_IDS,
@@ -32,8 +33,7 @@ pub struct LeaseBody {
     lease_seconds: Option<u64>,
     /// Only events of this type.
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]+$")]
-    event_type: Option<String>,
+    event_type: Option<Name>,
 }
 
 /// JSON Schema counts `2.0` as an integer; so do we.
@@ -85,13 +85,6 @@ impl LeaseBody {
             LEASE_SECONDS,
             "lease_seconds",
         )?;
-        if let Some(t) = &self.event_type {
-            if t.is_empty() || t.chars().count() > MAX_NAME_CHARS || contains_nul(t) {
-                return Err(ApiError::Unprocessable(format!(
-                    "`type` must be 1 to {MAX_NAME_CHARS} characters, without NUL"
-                )));
-            }
-        }
         Ok(LeaseRequest {
             limit,
             lease_seconds,
@@ -140,6 +133,7 @@ pub async fn lease(
 
 #[derive(Deserialize, ToSchema)]
 pub struct LeaseAction {
+    /// A lease of your organization (404 otherwise), expired or not.
     lease_id: Uuid,
     /// Only these of the lease's events (1–100); all of them when absent.
     #[schema(min_items = 1, max_items = 100)]
@@ -185,7 +179,10 @@ pub struct Acknowledged {
     path = "/api/inbox/ack",
     tag = "inbox",
     request_body = LeaseAction,
-    responses((status = 200, description = "What was acknowledged", body = Acknowledged)),
+    responses(
+        (status = 200, description = "What was acknowledged", body = Acknowledged),
+        (status = 404, description = "Not a lease of your organization (`not_found`); an expired or finished lease of its own is 200", body = ErrorBody),
+    ),
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn ack(
@@ -225,7 +222,10 @@ pub struct Released {
     path = "/api/inbox/release",
     tag = "inbox",
     request_body = LeaseAction,
-    responses((status = 200, description = "What was released", body = Released)),
+    responses(
+        (status = 200, description = "What was released", body = Released),
+        (status = 404, description = "Not a lease of your organization (`not_found`); an expired or finished lease of its own is 200", body = ErrorBody),
+    ),
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn release(

@@ -11,8 +11,9 @@ use crate::{
     domain::EventStatus,
     http::{
         AppState,
-        error::{ApiError, ErrorBody},
+        error::ApiError,
         extract::{EventId, JsonBody, Limited, parse_json},
+        schema::ErrorBody,
     },
     store::{AttemptRow, SECRET_ROTATION_GRACE_HOURS},
     webhook::{self, address},

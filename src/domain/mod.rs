@@ -1,15 +1,21 @@
 //! Types shared by every layer, free of HTTP, Redis and SQL.
 
+mod name;
+mod time_ids;
+
 use std::{fmt, str::FromStr};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Longest accepted request body (an event with its payload).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Longest event type and dedup id, in characters.
+/// Longest event type, organization name and dedup id, in characters.
 pub const MAX_NAME_CHARS: usize = 255;
+
+pub use name::{InvalidName, Name};
+pub use time_ids::{first_id_at, mint_event_id, time_of};
 /// How long a `dedup_id` is remembered.
 pub const DEDUP_WINDOW_SECS: u64 = 24 * 60 * 60;
 
@@ -46,13 +52,30 @@ impl Tier {
 }
 
 impl FromStr for Tier {
-    type Err = UnknownValue;
+    type Err = UnknownTier;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Tier::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownValue(s.to_owned()))
+            .ok_or_else(|| UnknownTier(s.to_owned()))
+    }
+}
+
+/// A tier name that is none of [`Tier::ALL`]; says which ones there are.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown tier `{0}`: use {choices}", choices = Tier::choices())]
+pub struct UnknownTier(pub String);
+
+impl Tier {
+    /// `free, pro, business or enterprise`.
+    fn choices() -> String {
+        let names = Tier::ALL.map(Tier::as_str);
+        match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
     }
 }
 
@@ -208,20 +231,6 @@ pub fn json_numbers_fit(raw: &str) -> bool {
     !suspicious || serde_json::from_str::<serde_json::Value>(raw).is_ok()
 }
 
-/// A new event id and its creation time, which is the time inside the id,
-/// so ordering by id and by `created_at` agree.
-pub fn mint_event_id() -> (Uuid, DateTime<Utc>) {
-    let id = Uuid::now_v7();
-    let created_at = id
-        .get_timestamp()
-        .and_then(|ts| {
-            let (secs, nanos) = ts.to_unix();
-            Utc.timestamp_opt(i64::try_from(secs).ok()?, nanos).single()
-        })
-        .unwrap_or_else(Utc::now);
-    (id, created_at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,7 +239,11 @@ mod tests {
     fn tiers_parse_and_carry_their_limits() {
         assert_eq!("free".parse::<Tier>().ok(), Some(Tier::Free));
         assert_eq!(Tier::Enterprise.requests_per_minute(), 100_000);
-        assert!("gold".parse::<Tier>().is_err());
+        let unknown = "gold".parse::<Tier>().expect_err("not a tier");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown tier `gold`: use free, pro, business or enterprise"
+        );
     }
 
     #[test]
@@ -251,14 +264,5 @@ mod tests {
         assert!(json_numbers_fit(r#"{"a":12345678901234567890123}"#));
         assert!(!json_numbers_fit(r#"{"a":1e400}"#));
         assert!(!json_numbers_fit(r#"{"a":[1E200000]}"#));
-    }
-
-    #[test]
-    fn minted_ids_are_time_ordered_and_carry_their_time() {
-        let (a, at) = mint_event_id();
-        let (b, bt) = mint_event_id();
-        assert!(a < b);
-        assert!(at <= bt);
-        assert!((Utc::now() - at).num_seconds().abs() < 5);
     }
 }
