@@ -14,10 +14,10 @@ async fn admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
         .args(args)
         // The test service seals secrets with the development key.
         .env("TRIGGERS_ENV", "development")
-        .env("TRIGGERS_REDIS_PREFIX", &app.config.redis_prefix)
+        .env("TRIGGERS_REDIS_PREFIX", &app.config.shared.redis_prefix)
         .env(
             "TRIGGERS_STREAM_SHARDS",
-            app.config.stream_shards.to_string(),
+            app.config.shared.stream_shards.to_string(),
         )
         .output()
         .await
@@ -144,7 +144,7 @@ async fn orgs_create_refuses_the_names_the_api_refuses() {
 async fn revocation_marker(app: &TestApp, key: &str) -> (Option<String>, i64) {
     use fred::prelude::*;
     let redis = crate::helpers::redis().await;
-    let cache_key = triggers_api::redis::Keys::new(&app.config.redis_prefix, 1)
+    let cache_key = triggers_api::redis::Keys::new(&app.config.shared.redis_prefix, 1)
         .api_key(&hex::encode(triggers_api::auth::keys::digest(key)));
     let value: Option<String> = redis.get(&cache_key).await.expect("GET");
     let ttl: i64 = redis.ttl(&cache_key).await.expect("TTL");
