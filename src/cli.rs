@@ -128,7 +128,8 @@ mod tests {
             serve.split_whitespace().collect::<Vec<_>>()
         );
         let admin = "DATABASE_URL REDIS_URL TRIGGERS_ALLOW_OPEN_SIGNUP TRIGGERS_ENV \
-            TRIGGERS_REDIS_PREFIX TRIGGERS_RETENTION TRIGGERS_SECRET_KEYS TRIGGERS_STREAM_SHARDS";
+            TRIGGERS_KEY_CACHE_TTL TRIGGERS_KEY_VERIFIED_TTL TRIGGERS_REDIS_PREFIX \
+            TRIGGERS_RETENTION TRIGGERS_SECRET_KEYS TRIGGERS_STREAM_SHARDS";
         assert_eq!(
             variables("admin"),
             admin.split_whitespace().collect::<Vec<_>>()

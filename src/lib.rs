@@ -46,7 +46,13 @@ pub async fn run(
     let store = startup::store(&config, sealer).await?;
     let pool = startup::redis_pool(&config).await?;
     let keys = config.shared.keys();
-    let auth = startup::authenticator(&config.auth_limits, &store, &pool, &keys)?;
+    let auth = startup::authenticator(
+        &config.auth_limits,
+        &config.key_caches,
+        &store,
+        &pool,
+        &keys,
+    )?;
     let role = config.process.role;
     if role.runs_api() {
         let subscriber = redis::connect_subscriber(&config.shared.redis_url).await?;

@@ -13,7 +13,7 @@ use crate::{
         failures::{FailureLimits, Failures},
         hasher::Hasher,
     },
-    config::{AuthLimits, Config},
+    config::{AuthLimits, Config, KeyCaches},
     events::Events,
     http::{AppState, Services, Serving},
     leases::Leases,
@@ -61,6 +61,7 @@ pub(crate) async fn redis_pool(config: &Config) -> anyhow::Result<Pool> {
 
 pub(crate) fn authenticator(
     limits: &AuthLimits,
+    caches: &KeyCaches,
     store: &Store,
     pool: &Pool,
     keys: &Keys,
@@ -77,13 +78,13 @@ pub(crate) fn authenticator(
                 window: limits.failure_window,
             },
         ),
-        verified_ttl: limits.verified_ttl,
+        verified_ttl: caches.verified_ttl,
     };
     Ok(Authenticator::new(
         store.clone(),
         pool.clone(),
         keys.clone(),
-        limits.key_cache_ttl,
+        caches.key_cache_ttl,
         guards,
     ))
 }

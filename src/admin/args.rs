@@ -1,12 +1,10 @@
 //! The admin command line's arguments: what each subcommand takes.
 
-use std::time::Duration;
-
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::{
-    config::{DatabaseArgs, SecuritySettings, SharedArgs},
+    config::{DatabaseArgs, KeyCaches, SecuritySettings, SharedArgs},
     domain::Tier,
 };
 
@@ -24,8 +22,10 @@ pub struct AdminArgs {
     #[command(flatten)]
     pub security: SecuritySettings,
 
+    /// The service's key cache lifetimes: a key revoked here stays
+    /// refused at least that long.
     #[command(flatten)]
-    pub key_caches: KeyCacheArgs,
+    pub key_caches: KeyCaches,
 
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -33,19 +33,6 @@ pub struct AdminArgs {
 
     #[command(subcommand)]
     pub command: AdminCommand,
-}
-
-/// How long the service caches verified keys (as the service's): a key
-/// revoked here stays refused at least that long.
-#[derive(Debug, Args)]
-pub struct KeyCacheArgs {
-    /// How long Redis remembers a verified key.
-    #[arg(long, env = "TRIGGERS_KEY_VERIFIED_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub verified_ttl: Duration,
-
-    /// How long a replica keeps a verified key in memory.
-    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub key_cache_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,11 +7,14 @@
 //! `serve`'s settings come in sections, one per part of the system that
 //! reads them (see `sections`), and each part is built from its own section.
 //! The groups here are the ones other commands flatten too: `migrate` and
-//! `admin` take [`DatabaseArgs`], `admin` takes [`SharedArgs`] and
-//! [`SecuritySettings`], so they read the same variables as the service.
+//! `admin` take [`DatabaseArgs`], `admin` takes [`SharedArgs`],
+//! [`SecuritySettings`] and [`KeyCaches`], so they read the same variables
+//! as the service.
 
 mod secret;
 mod sections;
+
+use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
@@ -66,6 +69,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub auth_limits: AuthLimits,
+
+    #[command(flatten)]
+    pub key_caches: KeyCaches,
 
     #[command(flatten)]
     pub outages: OutageSettings,
@@ -166,4 +172,20 @@ impl SharedArgs {
     pub fn keys(&self) -> Keys {
         Keys::new(&self.redis_prefix, self.stream_shards)
     }
+}
+
+/// How long a verified API key is remembered: the API reads it, and
+/// `admin keys revoke` too (a revoked key stays refused at least that long).
+#[derive(Debug, Clone, Args)]
+pub struct KeyCaches {
+    /// How long a verified API key stays in this process's memory. Rotation
+    /// is pushed to every replica at once; this bounds a push that was
+    /// missed or raced with a lookup, so keep it at most a second.
+    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub key_cache_ttl: Duration,
+
+    /// How long Redis remembers a verified key for every replica. Revocation
+    /// is pushed explicitly, so this only bounds how often argon2 reruns.
+    #[arg(long, env = "TRIGGERS_KEY_VERIFIED_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub verified_ttl: Duration,
 }

@@ -280,8 +280,7 @@ pub struct HttpLimits {
     pub client_ip_header: Option<String>,
 }
 
-/// API key verification: how long a verified key is remembered, and bounds
-/// on hashing, the work an unauthenticated client can cause.
+/// Bounds on API key hashing, the work an unauthenticated client can cause.
 #[derive(Debug, Clone, Args)]
 pub struct AuthLimits {
     /// Threads that hash API keys; 0 means one per CPU core.
@@ -305,17 +304,6 @@ pub struct AuthLimits {
     /// The window failed verifications are counted over.
     #[arg(long, env = "TRIGGERS_AUTH_FAILURE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
     pub failure_window: Duration,
-
-    /// How long a verified API key stays in this process's memory. Rotation
-    /// is pushed to every replica at once; this bounds a push that was
-    /// missed or raced with a lookup, so keep it at most a second.
-    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub key_cache_ttl: Duration,
-
-    /// How long Redis remembers a verified key for every replica. Revocation
-    /// is pushed explicitly, so this only bounds how often argon2 reruns.
-    #[arg(long, env = "TRIGGERS_KEY_VERIFIED_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub verified_ttl: Duration,
 }
 
 /// How long the service waits for a dependency that is away.

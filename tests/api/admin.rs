@@ -179,7 +179,7 @@ async fn a_key_revoked_by_the_operator_is_refused_as_long_as_a_rotated_one() {
     assert_eq!(admin_value, api_value);
     // Written seconds apart, for the same lifetime: at least as long as a
     // verified key is cached (a day by default).
-    let verified = app.config.auth_limits.verified_ttl.as_secs() as i64;
+    let verified = app.config.key_caches.verified_ttl.as_secs() as i64;
     assert!(
         (api_ttl - admin_ttl).abs() <= 60,
         "rotation {api_ttl} s, admin {admin_ttl} s"
