@@ -79,14 +79,14 @@ async fn main() -> anyhow::Result<()> {
 
     // The service, one process doing everything, on its own key prefix.
     let mut config = Config::from_env()?;
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.role = Role::All;
-    config.allow_private_webhooks = true;
+    config.process.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.process.role = Role::All;
+    config.webhooks.allow_private_webhooks = true;
     // A local benchmark: no encryption key to manage, organizations made freely.
     config.security.environment = Environment::Development;
     config.security.allow_open_signup = true;
-    config.redis_prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let listener = TcpListener::bind(config.listen).await?;
+    config.shared.redis_prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let listener = TcpListener::bind(config.process.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(triggers_api::run(config, listener, shutdown.clone()));

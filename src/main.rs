@@ -5,7 +5,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
-    config::{Cli, Command, Config, DatabaseArgs},
+    cli::{Cli, Command},
+    config::{Config, DatabaseArgs},
     sealing::Sealer,
     shutdown,
     store::Store,
@@ -16,7 +17,7 @@ use triggers_api::{
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let role = match &cli.command {
-        Command::Serve(config) => config.role.as_str(),
+        Command::Serve(config) => config.process.role.as_str(),
         Command::Migrate(_) => "migrate",
         // Before telemetry: stdout must hold the key and nothing else.
         Command::NewSecretKey { id } => {
@@ -46,9 +47,10 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
+    let listen = config.process.listen;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
     triggers_api::run(config, listener, token).await

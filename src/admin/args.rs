@@ -1,14 +1,11 @@
 //! The admin command line's arguments: what each subcommand takes.
 
-use std::time::Duration;
-
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::{
-    config::DatabaseArgs,
+    config::{DatabaseArgs, KeyCaches, SecuritySettings, SharedArgs},
     domain::Tier,
-    retention::{DEFAULT_RETENTION, RetentionPolicy},
 };
 
 #[derive(Debug, Args)]
@@ -16,34 +13,19 @@ pub struct AdminArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// Redis connection string.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// Prefix of every Redis key (as the service's).
-    #[arg(long, env = "TRIGGERS_REDIS_PREFIX", default_value = "triggers")]
-    pub redis_prefix: String,
-
-    /// Number of stream shards (as the service's).
-    #[arg(long, env = "TRIGGERS_STREAM_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub stream_shards: u16,
-
-    /// Retention per tier (as the service's), shown by `orgs list`.
-    #[arg(long, env = "TRIGGERS_RETENTION", default_value = DEFAULT_RETENTION, value_parser = RetentionPolicy::parse)]
-    pub retention: RetentionPolicy,
+    /// The service's Redis, key layout and retention (`orgs list` shows it).
+    #[command(flatten)]
+    pub shared: SharedArgs,
 
     /// The same key settings as the service's, to open sealed webhook
     /// secrets (dead-letter replays look the webhook up).
     #[command(flatten)]
-    pub security: crate::config::SecuritySettings,
+    pub security: SecuritySettings,
 
+    /// The service's key cache lifetimes: a key revoked here stays
+    /// refused at least that long.
     #[command(flatten)]
-    pub key_caches: KeyCacheArgs,
+    pub key_caches: KeyCaches,
 
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
@@ -51,19 +33,6 @@ pub struct AdminArgs {
 
     #[command(subcommand)]
     pub command: AdminCommand,
-}
-
-/// How long the service caches verified keys (as the service's): a key
-/// revoked here stays refused at least that long.
-#[derive(Debug, Args)]
-pub struct KeyCacheArgs {
-    /// How long Redis remembers a verified key.
-    #[arg(long, env = "TRIGGERS_KEY_VERIFIED_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub verified_ttl: Duration,
-
-    /// How long a replica keeps a verified key in memory.
-    #[arg(long, env = "TRIGGERS_KEY_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub key_cache_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,7 @@ pub use self::args::{
 use self::output::Report;
 use crate::{
     auth::revocation::Revocation,
+    config::ConnectionUrl,
     events::EventsError,
     redis::{self, Keys, RedisError},
     retention::RetentionPolicy,
@@ -50,24 +51,26 @@ pub enum AdminError {
 struct Admin {
     store: Store,
     keys: Keys,
-    redis_url: String,
+    redis_url: ConnectionUrl,
     retention: RetentionPolicy,
     revocation: Revocation,
     json: bool,
 }
 
 pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
-    let sealer =
-        crate::sealer(&args.security).map_err(|e| AdminError::SecretKeys(format!("{e:#}")))?;
+    let sealer = args
+        .security
+        .sealer()
+        .map_err(|e| AdminError::SecretKeys(format!("{e:#}")))?;
     let store = Store::connect(&args.database.database_url, 2)
         .await
         .map_err(AdminError::Postgres)?
         .with_sealer(std::sync::Arc::new(sealer));
     let admin = Admin {
         store,
-        keys: Keys::new(&args.redis_prefix, args.stream_shards),
-        redis_url: args.redis_url,
-        retention: args.retention,
+        keys: args.shared.keys(),
+        redis_url: args.shared.redis_url,
+        retention: args.shared.retention,
         revocation: Revocation::new(args.key_caches.verified_ttl, args.key_caches.key_cache_ttl),
         json: args.json,
     };

@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         let presented = presented_key(parts)
             .filter(|k| !k.is_empty())
             .ok_or(AuthError::Missing)?;
-        let client = client_address(parts, state.config.http_limits.client_ip_header.as_deref());
+        let client = client_address(parts, state.client_ip_header.as_deref());
         let org = state.auth.authenticate(presented, client).await?;
         tracing::Span::current().record(
             "organization_id",

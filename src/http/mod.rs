@@ -15,7 +15,7 @@ mod routes;
 mod schema;
 pub mod server;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -25,8 +25,8 @@ use tower_http::{
 };
 
 use crate::{
-    auth::Authenticator, config::Config, domain::MAX_BODY_BYTES, events::Events, leases::Leases,
-    ratelimit::RateLimiter, store::Store, streams::Intake,
+    auth::Authenticator, config::SignUp, domain::MAX_BODY_BYTES, events::Events, leases::Leases,
+    ratelimit::RateLimiter, retention::RetentionPolicy, store::Store, streams::Intake,
 };
 
 /// Everything a handler may need, behind one `Arc`: axum clones the state
@@ -35,7 +35,16 @@ use crate::{
 pub struct AppState(Arc<Services>);
 
 pub struct Services {
-    pub config: Arc<Config>,
+    /// What this process serves, and how long a request may take.
+    pub serving: Serving,
+    /// Who may create organizations.
+    pub sign_up: SignUp,
+    /// How long each tier keeps its events, as organizations are told.
+    pub retention: RetentionPolicy,
+    /// Whether webhooks may point at private addresses.
+    pub allow_private_webhooks: bool,
+    /// The header naming the client's address, set by a trusted proxy.
+    pub client_ip_header: Option<String>,
     /// Organizations, keys and webhook settings.
     pub store: Store,
     /// For readiness checks.
@@ -46,6 +55,14 @@ pub struct Services {
     pub limiter: RateLimiter,
     pub leases: Leases,
     pub metrics: PrometheusHandle,
+}
+
+/// What the router serves and how long it lets a request take.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    /// The public API's routes (`/api/…`), not only the operations routes.
+    pub api: bool,
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -66,14 +83,14 @@ pub fn router(state: AppState) -> Router {
     // Routes come from the OpenAPI router, so the document describes
     // exactly what is served (see `routes`).
     let mut app: Router<AppState> = routes::operations_routes().into();
-    if state.config.role.runs_api() {
+    if state.serving.api {
         app = app.merge(Router::from(routes::api_routes()));
     }
     app.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            state.config.request_timeout,
+            state.serving.request_timeout,
             middleware::timeout,
         ))
         .layer(axum::middleware::from_fn(middleware::track_metrics))

@@ -25,13 +25,15 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, field::Empty};
 
-use super::{Handler, Settings, WorkerError, consume, outage::WaitOut};
+use super::{Backends, Handler, Settings, WorkerError, consume, outage::WaitOut};
 use crate::{
+    config::{ArchiveSettings, ConsumerSettings, OutageSettings},
     domain::EventRecord,
     metrics::{ARCHIVE_ERRORS, ARCHIVE_LAG, EVENTS_ARCHIVED},
     partitions,
+    redis::RedisError,
     store::{Store, StoreError},
-    streams::{Consumer, Received, Unarchived},
+    streams::{Consumer, Received, StreamKind, Unarchived},
 };
 
 /// The consumer group of the archivers.
@@ -42,6 +44,8 @@ pub struct Archiver {
     unarchived: Unarchived,
     consumer: Consumer,
     settings: Settings,
+    /// Longest pause between retries of a write while Postgres is away.
+    store_retry_max: Duration,
     /// How an unreachable Postgres is waited out (until shutdown).
     wait_out: WaitOut,
     /// When a batch last met an archived event.
@@ -52,26 +56,45 @@ pub struct Archiver {
 /// archived event.
 const CONFLICTS_LAST: Duration = Duration::from_secs(10);
 
+/// How long a standby archiver waits after a read that found no backlog
+/// (see `Settings::standby`).
+const STANDBY: Duration = Duration::from_millis(250);
+
 impl Archiver {
-    pub fn new(
-        store: Store,
-        unarchived: Unarchived,
-        consumer: Consumer,
-        settings: Settings,
-    ) -> Self {
-        Self {
-            store,
-            unarchived,
+    /// Archiver `n` (from 0) of this process. The first takes what
+    /// arrives; the others stand by and join in while a backlog lasts.
+    pub async fn join(
+        n: u16,
+        backends: &Backends,
+        archive: &ArchiveSettings,
+        consumers: &ConsumerSettings,
+        outages: &OutageSettings,
+    ) -> Result<Self, RedisError> {
+        // The first keeps the process's name, so entries it held before a
+        // restart are its own again at once.
+        let name = match n {
+            0 => consumers.name(),
+            n => format!("{}-archiver-{n}", consumers.name()),
+        };
+        let consumer = backends.join(&[StreamKind::Events], GROUP, &name).await?;
+        Ok(Self {
+            store: backends.store.clone(),
+            unarchived: Unarchived::new(backends.pool.clone(), backends.keys.clone()),
             consumer,
-            wait_out: WaitOut::new(settings.store_retry_max, CancellationToken::new()),
-            settings,
+            settings: Settings {
+                batch: archive.archive_batch,
+                claim_after: consumers.visibility_timeout,
+                standby: (n > 0).then_some(STANDBY),
+            },
+            store_retry_max: outages.store_retry_max,
+            wait_out: WaitOut::new(outages.store_retry_max, CancellationToken::new()),
             last_conflict: Mutex::new(None),
-        }
+        })
     }
 
     /// Archives entries as they arrive, until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        self.wait_out = WaitOut::new(self.settings.store_retry_max, shutdown.clone());
+        self.wait_out = WaitOut::new(self.store_retry_max, shutdown.clone());
         tracing::info!(consumer = self.consumer.name(), "archiver started");
         consume(&self.consumer, &self, self.settings, &shutdown).await;
         tracing::info!(consumer = self.consumer.name(), "archiver stopped");

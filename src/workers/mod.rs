@@ -7,6 +7,7 @@
 //! Postgres is away. A handler only says what to do with a batch.
 
 pub mod archiver;
+mod backends;
 pub mod delivery;
 mod outage;
 
@@ -17,6 +18,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+pub use self::backends::Backends;
 use crate::{
     redis::RedisError,
     store::StoreError,
@@ -61,9 +63,6 @@ pub struct Settings {
     pub batch: u64,
     /// How long an entry may stay unacknowledged before it is taken over.
     pub claim_after: Duration,
-    /// Longest pause between retries of a Postgres write the handler holds
-    /// while Postgres is unreachable.
-    pub store_retry_max: Duration,
     /// Set for a standby consumer: after a read that found less than a full
     /// batch, it waits this long before reading again. At steady load the
     /// first consumer then takes nearly everything, in batches that grow

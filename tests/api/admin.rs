@@ -14,10 +14,10 @@ async fn admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
         .args(args)
         // The test service seals secrets with the development key.
         .env("TRIGGERS_ENV", "development")
-        .env("TRIGGERS_REDIS_PREFIX", &app.config.redis_prefix)
+        .env("TRIGGERS_REDIS_PREFIX", &app.config.shared.redis_prefix)
         .env(
             "TRIGGERS_STREAM_SHARDS",
-            app.config.stream_shards.to_string(),
+            app.config.shared.stream_shards.to_string(),
         )
         .output()
         .await
@@ -144,7 +144,7 @@ async fn orgs_create_refuses_the_names_the_api_refuses() {
 async fn revocation_marker(app: &TestApp, key: &str) -> (Option<String>, i64) {
     use fred::prelude::*;
     let redis = crate::helpers::redis().await;
-    let cache_key = triggers_api::redis::Keys::new(&app.config.redis_prefix, 1)
+    let cache_key = triggers_api::redis::Keys::new(&app.config.shared.redis_prefix, 1)
         .api_key(&hex::encode(triggers_api::auth::keys::digest(key)));
     let value: Option<String> = redis.get(&cache_key).await.expect("GET");
     let ttl: i64 = redis.ttl(&cache_key).await.expect("TTL");
@@ -179,7 +179,7 @@ async fn a_key_revoked_by_the_operator_is_refused_as_long_as_a_rotated_one() {
     assert_eq!(admin_value, api_value);
     // Written seconds apart, for the same lifetime: at least as long as a
     // verified key is cached (a day by default).
-    let verified = app.config.auth_limits.verified_ttl.as_secs() as i64;
+    let verified = app.config.key_caches.verified_ttl.as_secs() as i64;
     assert!(
         (api_ttl - admin_ttl).abs() <= 60,
         "rotation {api_ttl} s, admin {admin_ttl} s"

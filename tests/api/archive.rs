@@ -20,7 +20,7 @@ use crate::helpers::{
 async fn a_worker_killed_between_read_and_ack_loses_nothing() {
     let prefix = unique_prefix();
     let mut config = test_config(&prefix);
-    config.role = Role::Api;
+    config.process.role = Role::Api;
     let api = spawn(config.clone()).await;
     let org = api.create_org("pro").await;
     let ids = [
@@ -30,8 +30,8 @@ async fn a_worker_killed_between_read_and_ack_loses_nothing() {
 
     // A worker reads the entries (XREADGROUP) and dies before XACK.
     let pool = redis().await;
-    let keys = Keys::new(&prefix, config.stream_shards);
-    let reader = connect_client(&config.redis_url).await.unwrap();
+    let keys = Keys::new(&prefix, config.shared.stream_shards);
+    let reader = connect_client(&config.shared.redis_url).await.unwrap();
     let doomed = Consumer::join(
         reader,
         pool.clone(),
@@ -61,8 +61,8 @@ async fn a_worker_killed_between_read_and_ack_loses_nothing() {
 
     // A live worker takes them over after the visibility timeout.
     let mut worker_config = test_config(&prefix);
-    worker_config.role = Role::Worker;
-    worker_config.visibility_timeout = Duration::from_secs(1);
+    worker_config.process.role = Role::Worker;
+    worker_config.consumers.visibility_timeout = Duration::from_secs(1);
     let worker = spawn(worker_config).await;
     let db = db().await;
     for id in &ids {
@@ -95,12 +95,12 @@ async fn a_worker_killed_between_read_and_ack_loses_nothing() {
 async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
     let prefix = unique_prefix();
     let mut config = test_config(&prefix);
-    config.stream_shards = 1;
+    config.shared.stream_shards = 1;
     let app = spawn(config.clone()).await;
     let keys = Keys::new(&prefix, 1);
     let pool = redis().await;
     // A second group (say, a delivery worker) that has read nothing yet.
-    let reader = connect_client(&config.redis_url).await.unwrap();
+    let reader = connect_client(&config.shared.redis_url).await.unwrap();
     let laggard = Consumer::join(
         reader,
         pool.clone(),
@@ -158,8 +158,8 @@ async fn streams_are_trimmed_only_below_what_every_group_acknowledged() {
 async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
     let prefix = unique_prefix();
     let mut config = test_config(&prefix);
-    config.role = Role::Api;
-    config.stream_shards = 1;
+    config.process.role = Role::Api;
+    config.shared.stream_shards = 1;
     let api = spawn(config.clone()).await;
     let org = api.create_org("pro").await;
     let before = api.send(&org.key, "before", json!({ "n": 1 })).await;
@@ -172,8 +172,8 @@ async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
     let after = api.send(&org.key, "after", json!({ "n": 2 })).await;
 
     let mut worker_config = test_config(&prefix);
-    worker_config.role = Role::Worker;
-    worker_config.stream_shards = 1;
+    worker_config.process.role = Role::Worker;
+    worker_config.shared.stream_shards = 1;
     let worker = spawn(worker_config).await;
     let db = db().await;
     wait_archived(&db, &before).await;
@@ -191,8 +191,8 @@ async fn an_entry_postgres_refuses_does_not_hold_back_the_others() {
 async fn a_batch_meeting_an_archived_event_archives_the_rest_and_keeps_that_row() {
     let prefix = unique_prefix();
     let mut config = test_config(&prefix);
-    config.role = Role::Api;
-    config.stream_shards = 1;
+    config.process.role = Role::Api;
+    config.shared.stream_shards = 1;
     let api = spawn(config.clone()).await;
     let org = api.create_org("pro").await;
     let mut ids = Vec::new();
@@ -212,8 +212,8 @@ async fn a_batch_meeting_an_archived_event_archives_the_rest_and_keeps_that_row(
     .unwrap();
 
     let mut worker_config = test_config(&prefix);
-    worker_config.role = Role::Worker;
-    worker_config.stream_shards = 1;
+    worker_config.process.role = Role::Worker;
+    worker_config.shared.stream_shards = 1;
     let worker = spawn(worker_config).await;
     for id in &ids {
         wait_archived(&db, id).await;

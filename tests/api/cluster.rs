@@ -14,13 +14,13 @@ use crate::{
 
 fn cluster_config(prefix: &str) -> Config {
     let mut config = test_config(prefix);
-    config.redis_url = std::env::var("REDIS_CLUSTER_URL")
+    config.shared.redis_url = std::env::var("REDIS_CLUSTER_URL")
         .unwrap_or_else(|_| "redis-cluster://127.0.0.1:47001".to_owned())
         .into();
     // Enough shards that their hash slots land on every node.
-    config.stream_shards = 6;
-    config.allow_private_webhooks = true;
-    config.retry_schedule = RetrySchedule(vec![Duration::from_millis(200)]);
+    config.shared.stream_shards = 6;
+    config.webhooks.allow_private_webhooks = true;
+    config.delivery.retry_schedule = RetrySchedule(vec![Duration::from_millis(200)]);
     config
 }
 

@@ -27,6 +27,7 @@ fn stream_of(keys: &Keys, kind: StreamKind, shard: u16) -> String {
 fn single_node() -> String {
     Config::from_env()
         .expect("configuration")
+        .shared
         .redis_url
         .to_string()
 }

@@ -17,9 +17,9 @@ fn ms(list: &[u64]) -> RetrySchedule {
 /// A deployment that may call webhooks on loopback (the receivers here).
 pub(crate) fn webhook_config(schedule: &[u64]) -> Config {
     let mut config = test_config(&unique_prefix());
-    config.allow_private_webhooks = true;
-    config.retry_schedule = ms(schedule);
-    config.webhook_timeout = Duration::from_secs(5);
+    config.webhooks.allow_private_webhooks = true;
+    config.delivery.retry_schedule = ms(schedule);
+    config.webhooks.webhook_timeout = Duration::from_secs(5);
     config
 }
 
@@ -163,7 +163,7 @@ async fn an_endpoint_failing_twice_then_succeeding_gets_exactly_three_attempts()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_endpoint_times_out_and_is_retried() {
     let mut config = webhook_config(&[100, 100]);
-    config.webhook_timeout = Duration::from_secs(1);
+    config.webhooks.webhook_timeout = Duration::from_secs(1);
     let app = spawn(config).await;
     let receiver = Receiver::start().await;
     receiver.script(&[slow(200, Duration::from_secs(10))]);
@@ -306,8 +306,8 @@ async fn a_410_disables_the_webhook_instead_of_retrying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_organization_does_not_delay_another() {
     let mut config = webhook_config(&[1000]);
-    config.delivery_per_org = 2;
-    config.delivery_concurrency = 16;
+    config.delivery.delivery_per_org = 2;
+    config.delivery.delivery_concurrency = 16;
     let app = spawn(config).await;
     let stuck = Receiver::start().await;
     stuck.otherwise(slow(200, Duration::from_secs(3)));
@@ -342,7 +342,7 @@ async fn internal_targets_are_refused_when_configured_and_when_delivering() {
     // A deployment with the default policy.
     let prefix = unique_prefix();
     let mut strict = test_config(&prefix);
-    strict.role = Role::Api;
+    strict.process.role = Role::Api;
     let api = spawn(strict).await;
     let org = api.create_org("pro").await;
     for url in [
@@ -382,14 +382,14 @@ async fn internal_targets_are_refused_when_configured_and_when_delivering() {
     // A URL accepted under a permissive policy is still refused at delivery
     // by a worker with the strict one: the request never leaves.
     let mut permissive = test_config(&prefix);
-    permissive.role = Role::Api;
-    permissive.allow_private_webhooks = true;
+    permissive.process.role = Role::Api;
+    permissive.webhooks.allow_private_webhooks = true;
     let lenient = spawn(permissive).await;
     let receiver = Receiver::start().await;
     configure(&lenient, &org.key, &receiver.url).await;
     let mut worker_config = test_config(&prefix);
-    worker_config.role = Role::Worker;
-    worker_config.retry_schedule = ms(&[]);
+    worker_config.process.role = Role::Worker;
+    worker_config.delivery.retry_schedule = ms(&[]);
     let worker = spawn(worker_config).await;
     let id = api.send(&org.key, "blocked", json!({})).await;
     let dead = api.wait_status(&org.key, &id, "dead_letter").await;
@@ -406,8 +406,8 @@ async fn internal_targets_are_refused_when_configured_and_when_delivering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outcome_postgres_refuses_does_not_block_the_others() {
     let mut config = webhook_config(&[100]);
-    config.stream_shards = 1;
-    let prefix = config.redis_prefix.clone();
+    config.shared.stream_shards = 1;
+    let prefix = config.shared.redis_prefix.clone();
     let app = spawn(config).await;
     let receiver = Receiver::start().await;
     let org = app.create_org("pro").await;

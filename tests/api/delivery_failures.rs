@@ -44,7 +44,7 @@ fn counter(metrics: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_whose_secret_cannot_be_opened_holds_up_nobody_else() {
     let config = webhook_config(&[100]);
-    let keys = Keys::new(&config.redis_prefix, config.stream_shards);
+    let keys = Keys::new(&config.shared.redis_prefix, config.shared.stream_shards);
     let app = spawn(config).await;
     let receiver = Receiver::start().await;
     let good = app.create_org("pro").await;
@@ -114,7 +114,7 @@ async fn a_410_is_not_acknowledged_until_its_webhook_is_disabled() {
     let mut config = webhook_config(&[100]);
     config.database.database_url = database.url.clone().into();
     // Entries left pending are claimed again after 6 s.
-    config.webhook_timeout = Duration::from_secs(1);
+    config.webhooks.webhook_timeout = Duration::from_secs(1);
     let app = spawn(config).await;
     let receiver = Receiver::start().await;
     receiver.otherwise(status(410));

@@ -74,7 +74,7 @@ async fn the_pull_consumer_example_drains_the_inbox_and_poison_is_quarantined() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_receiver_example_verifies_and_takes_each_event_once() {
     let mut config = test_config(&unique_prefix());
-    config.allow_private_webhooks = true;
+    config.webhooks.allow_private_webhooks = true;
     let app = spawn(config).await;
     let org = app.create_org("pro").await;
 

@@ -74,7 +74,7 @@ async fn an_event_goes_from_202_to_the_inbox_and_is_acknowledged() {
 async fn an_event_is_readable_and_acknowledgeable_before_it_is_archived() {
     // An API-only deployment with no worker running: nothing archives.
     let mut config = test_config(&unique_prefix());
-    config.role = Role::Api;
+    config.process.role = Role::Api;
     let api = spawn(config).await;
     let org = api.create_org("free").await;
     let id = api

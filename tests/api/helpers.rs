@@ -42,14 +42,14 @@ pub struct Org {
 /// A configuration for one test world; `prefix` isolates its Redis keys.
 pub fn test_config(prefix: &str) -> Config {
     let mut config = Config::from_env().expect("configuration from the environment");
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.redis_prefix = prefix.to_owned();
-    config.consumer_name = Some(format!("test-{}", Uuid::new_v4().simple()));
-    config.stream_shards = 2;
-    config.db_pool_size = 4;
-    config.redis_pool_size = 2;
-    config.visibility_timeout = Duration::from_secs(2);
-    config.shutdown_timeout = Duration::from_secs(5);
+    config.process.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.shared.redis_prefix = prefix.to_owned();
+    config.consumers.consumer_name = Some(format!("test-{}", Uuid::new_v4().simple()));
+    config.shared.stream_shards = 2;
+    config.pools.db_pool_size = 4;
+    config.pools.redis_pool_size = 2;
+    config.consumers.visibility_timeout = Duration::from_secs(2);
+    config.process.shutdown_timeout = Duration::from_secs(5);
     // Tests create organizations freely and need no real encryption key.
     config.security.environment = Environment::Development;
     config.security.allow_open_signup = true;
@@ -67,9 +67,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn(config: Config) -> TestApp {
-    let world = World::join(&config.redis_prefix);
-    world.uses_redis(&config.redis_url);
-    let listener = TcpListener::bind(config.listen).await.expect("bind");
+    let world = World::join(&config.shared.redis_prefix);
+    world.uses_redis(&config.shared.redis_url);
+    let listener = TcpListener::bind(config.process.listen)
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(triggers_api::run(
@@ -165,8 +167,8 @@ impl TestApp {
     /// A second replica of the same deployment: same Redis prefix and
     /// database, its own port and consumer name.
     pub async fn replica(&self, role: Role) -> TestApp {
-        let mut config = test_config(&self.config.redis_prefix);
-        config.role = role;
+        let mut config = test_config(&self.config.shared.redis_prefix);
+        config.process.role = role;
         spawn(config).await
     }
 
@@ -296,7 +298,7 @@ pub async fn db() -> sqlx::PgPool {
 
 pub async fn redis() -> Pool {
     let config = Config::from_env().expect("configuration from the environment");
-    triggers_api::redis::connect_pool(&config.redis_url, 1)
+    triggers_api::redis::connect_pool(&config.shared.redis_url, 1)
         .await
         .expect("connect to Redis")
 }

@@ -169,7 +169,7 @@ async fn an_expired_lease_gives_its_events_back_and_a_type_narrows_a_lease() {
 #[tokio::test]
 async fn an_event_leased_too_often_is_quarantined_until_replayed() {
     let mut config = test_config(&unique_prefix());
-    config.max_leases = 2;
+    config.api.max_leases = 2;
     let app = spawn(config).await;
     let org = app.create_org("pro").await;
     let poison = send_archived(&app, &org.key, "poison", 1).await.remove(0);
@@ -301,7 +301,7 @@ async fn consume(client: reqwest::Client, base: String, key: String) -> Vec<Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_consumers_on_several_processes_never_share_an_event() {
     let app = spawn_app().await;
-    let prefix = app.config.redis_prefix.clone();
+    let prefix = app.config.shared.redis_prefix.clone();
     let replica = app.replica(triggers_api::config::Role::Api).await;
     let api = [("TRIGGERS_ROLE", "api")];
     let first = start_with(&prefix, "lease-a", &api).await;

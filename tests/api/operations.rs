@@ -66,7 +66,7 @@ async fn health_readiness_metrics_and_request_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_only_process_serves_probes_but_not_the_api() {
     let mut config = test_config(&unique_prefix());
-    config.role = Role::Worker;
+    config.process.role = Role::Worker;
     let worker = spawn(config).await;
     for path in ["/health", "/ready", "/metrics"] {
         let response = worker.client.get(worker.url(path)).send().await.unwrap();
@@ -86,7 +86,7 @@ async fn a_worker_only_process_serves_probes_but_not_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_dependencies_are_a_clear_error_not_a_panic() {
     let mut config = test_config(&unique_prefix());
-    config.redis_url = "redis://127.0.0.1:1".into();
+    config.shared.redis_url = "redis://127.0.0.1:1".into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = triggers_api::run(config, listener, Default::default())
         .await

@@ -14,7 +14,7 @@ use crate::{
 async fn with_redis_down_requests_fail_fast_with_503_and_recover_by_themselves() {
     let mut redis = PrivateRedis::start().await;
     let mut config = test_config(&unique_prefix());
-    config.redis_url = redis.url().into();
+    config.shared.redis_url = redis.url().into();
     config.outages.redis_command_timeout = Duration::from_millis(500);
     let app = spawn(config).await;
     let org = app.create_org("pro").await;
@@ -55,7 +55,7 @@ async fn after_a_postgres_outage_the_backlog_is_archived_within_seconds() {
     let mut config = test_config(&unique_prefix());
     config.database.database_url = postgres.url().into();
     // Long enough that catching up cannot be the reclaim of stale entries.
-    config.visibility_timeout = Duration::from_secs(30);
+    config.consumers.visibility_timeout = Duration::from_secs(30);
     config.outages.store_retry_max = Duration::from_millis(250);
     let app = spawn(config).await;
     let org = app.create_org("enterprise").await;
@@ -113,7 +113,8 @@ async fn after_a_postgres_outage_the_backlog_is_archived_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_error_that_is_no_outage_is_a_500_not_a_503() {
     let config = test_config(&unique_prefix());
-    let keys = triggers_api::redis::Keys::new(&config.redis_prefix, config.stream_shards);
+    let keys =
+        triggers_api::redis::Keys::new(&config.shared.redis_prefix, config.shared.stream_shards);
     let app = spawn(config).await;
     let org = app.create_org("pro").await;
     // The organization's rate-limit state under its name, but a hash (as a

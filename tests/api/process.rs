@@ -47,6 +47,7 @@ pub async fn start_with(prefix: &str, name: &str, env: &[(&str, &str)]) -> Proce
         None => String::from(
             &*triggers_api::config::Config::from_env()
                 .expect("configuration from the environment")
+                .shared
                 .redis_url,
         ),
     };

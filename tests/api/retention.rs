@@ -69,7 +69,7 @@ async fn finished_events_past_the_tiers_retention_are_removed_and_nothing_else()
     let database = FreshDatabase::create().await;
     let mut config = test_config(&unique_prefix());
     config.database.database_url = database.url.as_str().into();
-    config.role = Role::Api;
+    config.process.role = Role::Api;
     let app = spawn(config).await;
     let free = app.create_org("free").await;
     let enterprise = app.create_org("enterprise").await;

@@ -432,7 +432,7 @@ async fn signing_secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
     let prefix = unique_prefix();
     let sealed_config = |keys: String| {
         let mut config = test_config(&prefix);
-        config.allow_private_webhooks = true;
+        config.webhooks.allow_private_webhooks = true;
         config.security.environment = triggers_api::config::Environment::Production;
         config.security.secret_keys = Some(keys.into());
         config

@@ -370,7 +370,7 @@ async fn bad_keys_routes_and_queries_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_guards_organization_creation() {
     let mut config = test_config(&unique_prefix());
-    config.admin_token = Some("s3cret-admin".into());
+    config.api.admin_token = Some("s3cret-admin".into());
     let app = spawn(config).await;
     let body = json!({ "organization_name": "guarded", "tier": "free" });
     for (token, status) in [

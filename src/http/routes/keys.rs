@@ -76,14 +76,14 @@ pub async fn generate(
     headers: HeaderMap,
     JsonBody(request): JsonBody<GenerateRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    match &state.config.admin_token {
+    match &state.sign_up.admin_token {
         Some(token) if !admin_allowed(token.expose(), &headers) => {
             return Err(ApiError::Unauthorized(
                 "creating organizations requires the admin token (Authorization: Bearer)",
             ));
         }
         Some(_) => {}
-        None if state.config.security.allow_open_signup => {}
+        None if state.sign_up.open => {}
         None => return Err(ApiError::Forbidden("sign-up is closed on this deployment")),
     }
     let name = request.organization_name.trimmed();
@@ -174,7 +174,7 @@ pub async fn info(
         organization_name: org.name,
         tier: org.tier,
         rate_limit_per_minute: org.rate_limit_per_minute,
-        retention_days: state.config.retention.days(org.tier),
+        retention_days: state.retention.days(org.tier),
         webhook: WebhookInfo {
             url: org.webhook_url,
             enabled: org.webhook_enabled,

@@ -51,7 +51,7 @@ pub async fn configure(
     Limited { caller, limit }: Limited,
     JsonBody(config): JsonBody<WebhookConfig>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let url = address::validate(&config.webhook_url, state.config.allow_private_webhooks)
+    let url = address::validate(&config.webhook_url, state.allow_private_webhooks)
         .await
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let secret = state

@@ -65,7 +65,4 @@ mod worker;
 
 pub use policy::{Decision, RetryPolicy};
 pub use sender::{Outcome, Sender};
-pub use worker::{DeliveryWorker, Limits};
-
-/// The consumer group of the delivery workers.
-pub const GROUP: &str = "delivery";
+pub use worker::{DeliveryWorker, GROUP, Limits};

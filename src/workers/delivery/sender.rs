@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url, header};
 
 use crate::{
+    config::WebhookSettings,
     domain::EventRecord,
     store::WebhookTarget,
     telemetry::TraceContext,
@@ -49,17 +50,16 @@ pub struct Sender {
     /// Send the delivery span's `traceparent` to the endpoint (opt-in: it
     /// shows receivers our internal trace ids).
     traceparent: bool,
+    /// Longest a whole request may take.
+    timeout: Duration,
 }
 
 impl Sender {
-    pub fn new(
-        connect_timeout: Duration,
-        timeout: Duration,
-        allow_private: bool,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &WebhookSettings) -> Result<Self, reqwest::Error> {
+        let allow_private = settings.allow_private_webhooks;
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
+            .connect_timeout(settings.webhook_connect_timeout)
+            .timeout(settings.webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("triggers-api/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
@@ -69,17 +69,14 @@ impl Sender {
         Ok(Self {
             client: builder.build()?,
             allow_private,
-            traceparent: false,
+            traceparent: settings.webhook_traceparent,
+            timeout: settings.webhook_timeout,
         })
     }
 
-    /// Adds `traceparent`/`tracestate` of the current span to every request
-    /// when `on`.
-    pub fn with_traceparent(self, on: bool) -> Self {
-        Self {
-            traceparent: on,
-            ..self
-        }
+    /// Longest a whole request may take, response included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn send(&self, target: &WebhookTarget, event: &EventRecord) -> Sent {

@@ -15,16 +15,21 @@ use super::{
     slots::{Admit, OrgSlots},
 };
 use crate::{
+    config::{ConsumerSettings, DeliverySettings, OutageSettings},
     domain::EventStatus,
     metrics::{
         DEAD_LETTER_STREAM_LENGTH, DEAD_LETTERS, DELIVERIES_DEFERRED, DELIVERIES_UNSIGNABLE,
         RETRIES_SCHEDULED,
     },
+    redis::RedisError,
     sealing::SealingError,
     store::{EventOutcome, Store, StoreError, WebhookTargets},
     streams::{Consumer, Received, RetryQueue, StreamKind},
-    workers::{Handler, Settings, WorkerError, consume, outage::WaitOut},
+    workers::{Backends, Handler, Settings, WorkerError, consume, outage::WaitOut},
 };
+
+/// The consumer group of the delivery workers.
+pub const GROUP: &str = "delivery";
 
 const READ_BATCH: u64 = 100;
 /// How long an entry whose organization has no free slot waits before it is read again.
@@ -50,6 +55,29 @@ pub struct Limits {
     pub store_retry_max: Duration,
 }
 
+/// How much longer than a request may last an entry stays unacknowledged
+/// before another worker claims it, so a slow request in flight is not
+/// claimed from a live worker.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+
+impl Limits {
+    fn new(
+        delivery: &DeliverySettings,
+        consumers: &ConsumerSettings,
+        outages: &OutageSettings,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            total: delivery.delivery_concurrency,
+            per_org: delivery.delivery_per_org,
+            claim_after: consumers
+                .visibility_timeout
+                .max(request_timeout + CLAIM_MARGIN),
+            store_retry_max: outages.store_retry_max,
+        }
+    }
+}
+
 pub struct DeliveryWorker {
     store: Store,
     consumer: Consumer,
@@ -71,22 +99,32 @@ struct Dispatcher {
 }
 
 impl DeliveryWorker {
-    pub fn new(
-        store: Store,
-        consumer: Consumer,
+    /// Joins the delivery group as this process's consumer. Its group then
+    /// exists before any worker trims a stream, so none can trim away an
+    /// entry this group has not consumed.
+    pub async fn join(
+        backends: &Backends,
         sender: Sender,
-        policy: RetryPolicy,
-        retries: RetryQueue,
-        limits: Limits,
-    ) -> Self {
-        Self {
-            store,
+        delivery: &DeliverySettings,
+        consumers: &ConsumerSettings,
+        outages: &OutageSettings,
+    ) -> Result<Self, RedisError> {
+        let consumer = backends
+            .join(
+                &[StreamKind::Events, StreamKind::Redeliver],
+                GROUP,
+                &consumers.name(),
+            )
+            .await?;
+        let limits = Limits::new(delivery, consumers, outages, sender.timeout());
+        Ok(Self {
+            store: backends.store.clone(),
             consumer,
             sender,
-            policy,
-            retries,
+            policy: RetryPolicy::new(delivery.retry_schedule.0.clone()),
+            retries: RetryQueue::new(backends.pool.clone(), backends.keys.clone()),
             limits,
-        }
+        })
     }
 
     /// Delivers until `shutdown`, then lets requests in flight finish and
@@ -120,7 +158,6 @@ impl DeliveryWorker {
         let settings = Settings {
             batch: READ_BATCH,
             claim_after: self.limits.claim_after,
-            store_retry_max: self.limits.store_retry_max,
             standby: None,
         };
         tracing::info!(consumer = self.consumer.name(), "delivery worker started");
