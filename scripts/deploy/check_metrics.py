@@ -4,7 +4,7 @@ exports, and that the dashboard is well formed.
 
     check_metrics.py [--known FILE] [--pending FILE] [--scraped FILE]
 
-Known names: the constants of src/metrics.rs (a histogram X stands for
+Known names: the constants of src/metrics/mod.rs (a histogram X stands for
 X_bucket, X_sum and X_count), plus --known files (one name a line, e.g. the
 names of a live scrape) and --pending (names the service will export soon).
 With --scraped (names seen in a live scrape of every process), every name
@@ -59,7 +59,7 @@ def read_names(path):
 
 
 def source_names():
-    with open(os.path.join(ROOT, "src/metrics.rs"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "src/metrics/mod.rs"), encoding="utf-8") as f:
         return set(re.findall(r'pub const [A-Z_]+: &str = "([a-z_:][a-z0-9_:]*)";', f.read()))
 
 
@@ -133,7 +133,7 @@ def main():
         for name in sorted(stale):
             print(f"WARN {name} is exported now: remove it from {os.path.relpath(args.pending, ROOT)}")
     if not failures:
-        mode = "a live scrape" if args.scraped else "src/metrics.rs"
+        mode = "a live scrape" if args.scraped else "src/metrics/mod.rs"
         print(f"ok   dashboard and alert rules use {len(used)} metric names, all known to {mode}"
               f" ({len(pending)} pending)")
     return 1 if failures else 0

@@ -126,5 +126,5 @@ pub enum StreamsCommand {
 
 fn parse_tier(raw: &str) -> Result<Tier, String> {
     raw.parse()
-        .map_err(|_| format!("`{raw}`: use free, pro, business or enterprise"))
+        .map_err(|err: crate::domain::UnknownTier| err.to_string())
 }

@@ -15,7 +15,10 @@ use std::{net::IpAddr, time::Duration};
 
 use fred::{prelude::*, types::scripts::Script};
 
-use crate::redis::{Keys, RedisError};
+use crate::{
+    metrics::labels::{AuthRefused, CounterLabel},
+    redis::{Keys, RedisError},
+};
 
 /// Increments a fixed-window counter, starting its window on the first miss.
 const COUNT_LUA: &str = r"
@@ -40,9 +43,15 @@ pub enum Exceeded {
 
 impl Exceeded {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Exceeded::Prefix => "prefix_failures",
-            Exceeded::Address => "address_failures",
+        AuthRefused::from(self).as_str()
+    }
+}
+
+impl From<Exceeded> for AuthRefused {
+    fn from(exceeded: Exceeded) -> Self {
+        match exceeded {
+            Exceeded::Prefix => AuthRefused::PrefixFailures,
+            Exceeded::Address => AuthRefused::AddressFailures,
         }
     }
 }

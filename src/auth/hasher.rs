@@ -28,7 +28,7 @@ use argon2::{
 use tokio::sync::oneshot;
 
 use super::keys::{self, NewKey};
-use crate::metrics::AUTH_KEY_HASHES;
+use crate::metrics::labels::{CounterLabel, HashPurpose};
 
 /// Largest argon2 memory a stored hash may ask for (64 MiB): the hashes are
 /// ours, but a tampered row must not make a thread allocate without bound.
@@ -119,11 +119,11 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
         let Ok(job) = job else { return };
         match job {
             Job::Verify { key, hash, reply } => {
-                metrics::counter!(AUTH_KEY_HASHES, "purpose" => "verify").increment(1);
+                HashPurpose::Verify.count();
                 let _ = reply.send(verify_with(&mut memory, &key, &hash).unwrap_or(false));
             }
             Job::Generate { reply } => {
-                metrics::counter!(AUTH_KEY_HASHES, "purpose" => "generate").increment(1);
+                HashPurpose::Generate.count();
                 let _ = reply.send(generate_with(&mut memory));
             }
         }

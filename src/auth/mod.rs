@@ -44,7 +44,7 @@ use self::{
 };
 use crate::{
     domain::OrgContext,
-    metrics::AUTH_REFUSED,
+    metrics::labels::{AuthRefused, CounterLabel, LookupSource},
     redis::{Keys, RedisError},
     store::{Store, StoreError},
 };
@@ -126,7 +126,7 @@ impl Authenticator {
             .await
             .map_err(|err| match err {
                 HashError::Busy => {
-                    metrics::counter!(AUTH_REFUSED, "reason" => "busy").increment(1);
+                    AuthRefused::Busy.count();
                     AuthError::Busy
                 }
                 other => AuthError::Internal(other.to_string()),
@@ -153,7 +153,7 @@ impl Authenticator {
             .await
             .map_err(AuthError::Shared)?;
         if !loaded.load(Ordering::Relaxed) {
-            metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "memory").increment(1);
+            LookupSource::Memory.count();
         }
         match cached {
             Cached::Valid(org) => Ok(org),
@@ -171,7 +171,7 @@ impl Authenticator {
         let redis_key = self.keys.api_key(&hex::encode(digest));
         let shared: Option<String> = self.pool.get(&redis_key).await.map_err(RedisError::from)?;
         if let Some(shared) = shared {
-            metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "redis").increment(1);
+            LookupSource::Redis.count();
             return Ok(match serde_json::from_str::<OrgContext>(&shared) {
                 Ok(org) => Cached::Valid(Arc::new(org)),
                 Err(_) => Cached::Rejected,
@@ -224,12 +224,12 @@ impl Authenticator {
         };
         let failures = &self.guards.failures;
         if let Some(exceeded) = failures.admit(lookup, client).await? {
-            metrics::counter!(AUTH_REFUSED, "reason" => exceeded.as_str()).increment(1);
+            AuthRefused::from(exceeded).count();
             return Err(AuthError::TooManyFailures(exceeded, failures.window()));
         }
         // Counted here rather than on a cache miss: a malformed or refused
         // key queries nothing (refusals have their own counter).
-        metrics::counter!(crate::metrics::AUTH_LOOKUPS, "source" => "database").increment(1);
+        LookupSource::Database.count();
         let verified = match self.store.key_credentials(lookup).await? {
             Some(credentials) => {
                 let matches = self
@@ -239,7 +239,7 @@ impl Authenticator {
                     .await
                     .map_err(|err| match err {
                         HashError::Busy => {
-                            metrics::counter!(AUTH_REFUSED, "reason" => "busy").increment(1);
+                            AuthRefused::Busy.count();
                             AuthError::Busy
                         }
                         other => AuthError::Internal(other.to_string()),

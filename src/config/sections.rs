@@ -314,8 +314,9 @@ pub struct OutageSettings {
     #[arg(long, env = "TRIGGERS_REDIS_COMMAND_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub redis_command_timeout: Duration,
 
-    /// Longest pause between retries of an archive or outcome write while
-    /// Postgres is unreachable: the catch-up delay after it returns.
+    /// Longest pause between retries of an archive or outcome write, or of
+    /// a webhook lookup, while Postgres is unreachable: the catch-up delay
+    /// after it returns.
     #[arg(long, env = "TRIGGERS_STORE_RETRY_MAX", default_value = "1s", value_parser = humantime::parse_duration)]
     pub store_retry_max: Duration,
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    events::{NewEvent, refuse_request, rejected},
+    events::{NewEvent, refuse_request},
     rfc3339_opt,
 };
 use crate::{
@@ -26,6 +26,7 @@ use crate::{
         schema::ErrorBody,
     },
     metrics::EVENTS_ACCEPTED,
+    metrics::labels::{CounterLabel, Rejected},
     ratelimit::RateLimit,
     streams::Admission,
     telemetry::TraceContext,
@@ -193,7 +194,7 @@ fn item_result(
 ) -> Option<ItemResult> {
     let result = match (record, invalid, admission) {
         (_, _, Some(Admission::RateLimited)) => {
-            rejected("rate_limited");
+            Rejected::RateLimited.count();
             ItemResult::refused(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,
@@ -201,7 +202,7 @@ fn item_result(
             )
         }
         (_, Some(err), _) => {
-            rejected("invalid");
+            Rejected::Invalid.count();
             ItemResult::refused(err.status(), err.code(), err.to_string())
         }
         (Some(record), None, Some(Admission::Accepted)) => ItemResult {
@@ -213,7 +214,7 @@ fn item_result(
             original_id: None,
         },
         (_, None, Some(Admission::Duplicate { original_id })) => {
-            rejected("duplicate");
+            Rejected::Duplicate.count();
             let err = ApiError::Duplicate {
                 original_id: original_id.clone(),
                 limit,

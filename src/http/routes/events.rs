@@ -25,7 +25,10 @@ use crate::{
         extract::{Caller, EventId, JsonBody, Limited, QueryParams},
         schema::ErrorBody,
     },
-    metrics::{EVENTS_ACCEPTED, EVENTS_REJECTED},
+    metrics::{
+        EVENTS_ACCEPTED,
+        labels::{CounterLabel, Rejected},
+    },
     store::{EventRow, InboxQuery},
     streams::Admission,
     telemetry::TraceContext,
@@ -101,10 +104,6 @@ pub struct Accepted {
     created_at: DateTime<Utc>,
 }
 
-pub(super) fn rejected(reason: &'static str) {
-    metrics::counter!(EVENTS_REJECTED, "reason" => reason).increment(1);
-}
-
 /// Answers an ingest request refused as a whole. An invalid request is
 /// still a request: it counts against the limit, and says so.
 pub(super) async fn refuse_request(
@@ -112,10 +111,11 @@ pub(super) async fn refuse_request(
     org: &OrgContext,
     err: ApiError,
 ) -> Result<Response, ApiError> {
-    rejected(match err {
-        ApiError::PayloadTooLarge { .. } => "too_large",
-        _ => "invalid",
-    });
+    match err {
+        ApiError::PayloadTooLarge { .. } => Rejected::TooLarge,
+        _ => Rejected::Invalid,
+    }
+    .count();
     let limit = state.limiter.check(org).await?;
     if limit.retry_after.is_some() {
         return Err(ApiError::RateLimited(limit));
@@ -163,11 +163,11 @@ pub async fn ingest(
             Ok((StatusCode::ACCEPTED, limit, Json(body)).into_response())
         }
         Admission::Duplicate { original_id } => {
-            rejected("duplicate");
+            Rejected::Duplicate.count();
             Err(ApiError::Duplicate { original_id, limit })
         }
         Admission::RateLimited => {
-            rejected("rate_limited");
+            Rejected::RateLimited.count();
             Err(ApiError::RateLimited(limit))
         }
     }

@@ -13,7 +13,8 @@ use super::{
 use crate::{
     domain::EventStatus,
     metrics::{
-        DEAD_LETTERS, DELIVERIES, DELIVERIES_IN_FLIGHT, DELIVERY_DURATION, DELIVERY_END_TO_END,
+        DEAD_LETTERS, DELIVERIES_IN_FLIGHT, DELIVERY_DURATION, DELIVERY_END_TO_END,
+        labels::{CounterLabel, DeliveryOutcome},
     },
     redis::RedisError,
     store::{AttemptRow, EventOutcome, WebhookTarget},
@@ -144,16 +145,16 @@ fn count(decision: &Decision, received: &Received, now: DateTime<Utc>) {
                 .max(0) as f64
                 / 1000.0;
             metrics::histogram!(DELIVERY_END_TO_END).record(end_to_end);
-            "delivered"
+            DeliveryOutcome::Delivered
         }
-        Decision::Retry { .. } => "retry",
+        Decision::Retry { .. } => DeliveryOutcome::Retry,
         Decision::DeadLetter {
             disable_webhook: true,
             ..
-        } => "gone",
-        Decision::DeadLetter { .. } => "dead_letter",
+        } => DeliveryOutcome::Gone,
+        Decision::DeadLetter { .. } => DeliveryOutcome::DeadLetter,
     };
-    metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
+    outcome.count();
     if matches!(decision, Decision::DeadLetter { .. }) {
         metrics::counter!(DEAD_LETTERS).increment(1);
     }
