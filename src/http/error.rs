@@ -4,6 +4,9 @@
 //! plus fields some errors add. Failures of our own (Postgres, Redis) are
 //! logged with their detail and answered with a generic message: 503 when a
 //! dependency is unreachable, 500 otherwise.
+//!
+//! Past 400 lines only through its tests, which pin every error's status,
+//! code and headers in one table.
 
 use axum::{
     Json,

@@ -180,77 +180,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if !disable.is_empty() {
-            sqlx::query(
-                "UPDATE organizations SET webhook_enabled = FALSE, webhook_disabled_reason = d.reason,
-                        webhook_updated_at = now()
-                 FROM UNNEST($1::uuid[], $2::text[]) AS d(id, reason)
-                 WHERE organizations.id = d.id",
-            )
-            .bind(disable.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(disable.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            disable_webhooks(&mut tx, disable).await?;
         }
         if !attempts.is_empty() {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (event_id, attempt, organization_id, attempted_at,
-                        duration_ms, response_status, error, next_retry_at)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::timestamptz[],
-                        $5::int[], $6::int[], $7::text[], $8::timestamptz[])
-                 ON CONFLICT (event_id, attempt) DO UPDATE SET
-                        attempted_at = excluded.attempted_at, duration_ms = excluded.duration_ms,
-                        response_status = excluded.response_status, error = excluded.error,
-                        next_retry_at = excluded.next_retry_at",
-            )
-            .bind(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>())
-            .bind(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>())
-            .bind(
-                attempts
-                    .iter()
-                    .map(|a| a.organization_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(attempts.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
-            .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
-            .bind(
-                attempts
-                    .iter()
-                    .map(|a| a.response_status)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
-            .bind(attempts.iter().map(|a| a.next_retry_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            insert_attempts(&mut tx, attempts).await?;
         }
         if !outcomes.is_empty() {
-            let sql = format!(
-                "INSERT INTO events ({NEW_EVENT_COLUMNS}, status, attempts, last_error,
-                        delivered_at, next_retry_at)
-                 SELECT {NEW_EVENT_VALUES}, s, a, e, da, nr
-                 FROM UNNEST({NEW_EVENT_ARRAYS}, $7::text[], $8::int[], $9::text[],
-                        $10::timestamptz[], $11::timestamptz[])
-                      AS u({NEW_EVENT_FIELDS}, s, a, e, da, nr)
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status,
-                        attempts = excluded.attempts, last_error = excluded.last_error,
-                        delivered_at = COALESCE(excluded.delivered_at, events.delivered_at),
-                        next_retry_at = excluded.next_retry_at, updated_at = now()
-                 WHERE events.attempts <= excluded.attempts"
-            );
-            NewEvents::of(outcomes.iter().map(|o| &o.event))
-                .bind(sqlx::query(&sql))
-                .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
-                .bind(outcomes.iter().map(|o| o.attempts).collect::<Vec<_>>())
-                .bind(
-                    outcomes
-                        .iter()
-                        .map(|o| o.last_error.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(outcomes.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
-                .bind(outcomes.iter().map(|o| o.next_retry_at).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
+            upsert_outcomes(&mut tx, outcomes).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -314,4 +250,88 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+async fn disable_webhooks(tx: &mut Tx<'_>, disable: &[(Uuid, String)]) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE organizations SET webhook_enabled = FALSE, webhook_disabled_reason = d.reason,
+                    webhook_updated_at = now()
+             FROM UNNEST($1::uuid[], $2::text[]) AS d(id, reason)
+             WHERE organizations.id = d.id",
+    )
+    .bind(disable.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(disable.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_attempts(tx: &mut Tx<'_>, attempts: &[AttemptRow]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO delivery_attempts (event_id, attempt, organization_id, attempted_at,
+                    duration_ms, response_status, error, next_retry_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::uuid[], $4::timestamptz[],
+                    $5::int[], $6::int[], $7::text[], $8::timestamptz[])
+             ON CONFLICT (event_id, attempt) DO UPDATE SET
+                    attempted_at = excluded.attempted_at, duration_ms = excluded.duration_ms,
+                    response_status = excluded.response_status, error = excluded.error,
+                    next_retry_at = excluded.next_retry_at",
+    )
+    .bind(attempts.iter().map(|a| a.event_id).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>())
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.organization_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(attempts.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+    .bind(
+        attempts
+            .iter()
+            .map(|a| a.response_status)
+            .collect::<Vec<_>>(),
+    )
+    .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.next_retry_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Events are upserted whole, since an outcome may arrive before the
+/// archiver has written the event; an older outcome never overwrites a
+/// newer one.
+async fn upsert_outcomes(tx: &mut Tx<'_>, outcomes: &[EventOutcome]) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO events ({NEW_EVENT_COLUMNS}, status, attempts, last_error,
+                    delivered_at, next_retry_at)
+             SELECT {NEW_EVENT_VALUES}, s, a, e, da, nr
+             FROM UNNEST({NEW_EVENT_ARRAYS}, $7::text[], $8::int[], $9::text[],
+                    $10::timestamptz[], $11::timestamptz[])
+                  AS u({NEW_EVENT_FIELDS}, s, a, e, da, nr)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                    attempts = excluded.attempts, last_error = excluded.last_error,
+                    delivered_at = COALESCE(excluded.delivered_at, events.delivered_at),
+                    next_retry_at = excluded.next_retry_at, updated_at = now()
+             WHERE events.attempts <= excluded.attempts"
+    );
+    NewEvents::of(outcomes.iter().map(|o| &o.event))
+        .bind(sqlx::query(&sql))
+        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.attempts).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.last_error.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(outcomes.iter().map(|o| o.delivered_at).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.next_retry_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
