@@ -137,11 +137,13 @@ mod tests {
     }
 
     #[test]
-    fn an_archive_batch_of_nothing_is_refused() {
-        let parsed = Cli::try_parse_from(["triggers-api", "serve", "--archive-batch", "0"]);
-        assert!(parsed.is_err());
-        let parsed = Cli::try_parse_from(["triggers-api", "serve", "--archive-batch", "1"]);
-        assert!(parsed.is_ok());
+    fn sizes_of_nothing_are_refused_when_parsed_not_clamped_later() {
+        for flag in ["--archive-batch", "--db-pool-size", "--redis-pool-size"] {
+            let parsed = Cli::try_parse_from(["triggers-api", "serve", flag, "0"]);
+            assert!(parsed.is_err(), "{flag} 0 was accepted");
+            let parsed = Cli::try_parse_from(["triggers-api", "serve", flag, "1"]);
+            assert!(parsed.is_ok(), "{flag} 1 was refused");
+        }
     }
 
     #[test]

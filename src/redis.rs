@@ -97,7 +97,7 @@ fn builder_with_timeout(url: &str, command_timeout: Duration) -> Result<Builder,
 
 /// A pool for request-path commands; fails at once when Redis is unreachable.
 pub async fn connect_pool(url: &str, size: usize) -> Result<Pool, RedisError> {
-    let pool = builder(url)?.build_pool(size.max(1))?;
+    let pool = builder(url)?.build_pool(size)?;
     pool.init().await?;
     Ok(pool)
 }
@@ -110,7 +110,7 @@ pub async fn connect_pool_bounded(
     size: usize,
     command_timeout: Duration,
 ) -> Result<Pool, RedisError> {
-    let pool = builder_with_timeout(url, command_timeout)?.build_pool(size.max(1))?;
+    let pool = builder_with_timeout(url, command_timeout)?.build_pool(size)?;
     pool.init().await?;
     Ok(pool)
 }

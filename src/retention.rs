@@ -137,7 +137,7 @@ impl RetentionSweeper {
         Self {
             store,
             policy,
-            batch: batch.max(1),
+            batch,
         }
     }
 

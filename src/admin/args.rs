@@ -63,7 +63,7 @@ pub enum RetentionCommand {
     /// it every TRIGGERS_RETENTION_INTERVAL).
     Sweep {
         /// Events deleted per statement.
-        #[arg(long, default_value_t = crate::retention::DELETE_BATCH)]
+        #[arg(long, default_value_t = crate::retention::DELETE_BATCH, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         batch: u32,
     },
 }

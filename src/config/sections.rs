@@ -33,11 +33,11 @@ pub struct ProcessSettings {
 #[derive(Debug, Clone, Args)]
 pub struct PoolSettings {
     /// Postgres connections per process.
-    #[arg(long, env = "TRIGGERS_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "TRIGGERS_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_pool_size: u32,
 
     /// Redis connections per process (commands are pipelined over them).
-    #[arg(long, env = "TRIGGERS_REDIS_POOL_SIZE", default_value_t = 8)]
+    #[arg(long, env = "TRIGGERS_REDIS_POOL_SIZE", default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub redis_pool_size: usize,
 }
 
