@@ -14,8 +14,11 @@ character that is not a letter, a digit, a space, `-` or `_` dropped, each
 space turned into `-`; a repeated anchor gets `-1`, `-2`… in order. Explicit
 `<a name="…">` and `id="…"` anchors count too.
 
-Standard library only, so it runs anywhere python3 does. Exit status 1 when
-a link is broken, with one `FAIL file:line: …` per broken link.
+It also fails on a table cut in two by a blank line: GitHub renders the
+rows after it as a paragraph of pipes.
+
+Standard library only, so it runs anywhere python3 does. Exit status 1 on
+any failure, each printed as `FAIL file:line: …`.
 """
 import os
 import re
@@ -37,6 +40,19 @@ REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
 HTML_LINK = re.compile(r"<(?:a|img)\b[^>]*?\b(?:href|src)\s*=\s*[\"']([^\"']*)[\"']", re.I)
 HTML_ANCHOR = re.compile(r"<[a-z][^>]*?\b(?:name|id)\s*=\s*[\"']([^\"']+)[\"']", re.I)
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+TABLE_ROW = re.compile(r"^ {0,3}\|")
+DELIMITER_ROW = re.compile(r"^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+# Headings as GitHub anchors them, checked on every run so that the rules
+# above cannot drift unnoticed.
+KNOWN_ANCHORS = [
+    ("How an event travels", "how-an-event-travels"),
+    ("Where `that` lives in the code", "where-that-lives-in-the-code"),
+    ("Runbook: TriggersRoleDown", "runbook-triggersroledown"),
+    ("Work before authentication, slow clients, outages", "work-before-authentication-slow-clients-outages"),
+    ("`TRIGGERS_MIGRATE` and **upgrades**", "triggers_migrate-and-upgrades"),
+    ("Install — the chart (v2)", "install--the-chart-v2"),
+    ("[Leases](#x) and quarantine", "leases-and-quarantine"),
+]
 
 
 def tracked_markdown():
@@ -118,6 +134,23 @@ def anchors(text):
     return found
 
 
+def split_tables(text):
+    """Line numbers of table rows that follow a blank line ending a table,
+    without being a new table's header (whose next line is a delimiter)."""
+    lines = text.splitlines()
+    prose = {number for number, _ in prose_lines(text)}
+    found = []
+    for number in range(3, len(lines) + 1):
+        if not {number - 2, number - 1, number} <= prose:
+            continue
+        before, blank, row = lines[number - 3], lines[number - 2], lines[number - 1]
+        after = lines[number] if number < len(lines) else ""
+        if TABLE_ROW.match(row) and TABLE_ROW.match(before) and not blank.strip() \
+                and not DELIMITER_ROW.match(after):
+            found.append(number)
+    return found
+
+
 def links(text):
     """(line number, target) of every link in the file's prose."""
     for number, line in prose_lines(text):
@@ -165,21 +198,25 @@ def check(path, cache):
             if unquote(fragment) not in anchors_of(resolved):
                 failures.append(f"{path}:{number}: {target}: "
                                 f"{os.path.relpath(resolved, ROOT)} has no heading with anchor #{fragment}")
+    failures += [f"{path}:{number}: a blank line cuts the table above in two" for number in split_tables(text)]
     return checked, failures
 
 
-def main(paths):
-    paths = paths or tracked_markdown()
+def main(args):
+    for heading, anchor in KNOWN_ANCHORS:
+        if slug(heading) != anchor:
+            print(f"FAIL the anchor of {heading!r} is {slug(heading)!r}, GitHub makes it {anchor!r}")
+            return 1
+    paths = [os.path.relpath(os.path.abspath(a), ROOT) for a in args] or tracked_markdown()
     cache, failures, count = {}, [], 0
     for path in paths:
-        path = os.path.relpath(os.path.abspath(path), ROOT) if os.path.isabs(path) else path
         checked, found = check(path, cache)
         count += checked
         failures += found
     for failure in failures:
         print(f"FAIL {failure}")
     if failures:
-        print(f"{len(failures)} broken links in {len(paths)} Markdown files")
+        print(f"{len(failures)} failures in {len(paths)} Markdown files")
         return 1
     print(f"ok   {count} relative links and anchors in {len(paths)} Markdown files resolve")
     return 0
