@@ -138,6 +138,9 @@ done < <(grep -o 'README.md#runbook-[a-z0-9-]*' observability/prometheus/alerts.
 ((unlinked == 0)) || exit 1
 echo "ok   every runbook_url has its README section"
 
+step "relative links and anchors of every Markdown file"
+"$PY" scripts/check-links.py
+
 step "dashboard and metric names"
 "$PY" scripts/deploy/check_metrics.py
 
