@@ -32,6 +32,9 @@ pub enum Command {
     },
     /// Operate the service: organizations, keys, events, dead letters, streams.
     Admin(Box<AdminArgs>),
+    /// Print the configuration reference (docs/configuration.md) as Markdown.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 fn default_key_id() -> String {

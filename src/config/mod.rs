@@ -10,7 +10,11 @@
 //! `admin` take [`DatabaseArgs`], `admin` takes [`SharedArgs`],
 //! [`SecuritySettings`] and [`KeyCaches`], so they read the same variables
 //! as the service.
+//!
+//! The doc comments here are the user's documentation: docs/configuration.md
+//! is generated from them (see [`reference`]), and `--help` shows them.
 
+pub mod reference;
 mod secret;
 mod sections;
 
