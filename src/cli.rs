@@ -150,6 +150,17 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_reference_is_a_hidden_command() {
+        let parsed = Cli::try_parse_from(["triggers-api", "config-reference"]).expect("parses");
+        assert!(matches!(parsed.command, Command::ConfigReference));
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        assert!(help.contains("new-secret-key"), "{help}");
+        assert!(!help.contains("config-reference"), "{help}");
+    }
+
+    #[test]
     fn production_and_closed_sign_up_are_the_defaults() {
         let config = Cli::try_parse_from(["triggers-api", "serve"]).expect("parses");
         let Command::Serve(config) = config.command else {
