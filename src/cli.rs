@@ -32,6 +32,9 @@ pub enum Command {
     },
     /// Operate the service: organizations, keys, events, dead letters, streams.
     Admin(Box<AdminArgs>),
+    /// Print the configuration reference (docs/configuration.md) as Markdown.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 fn default_key_id() -> String {
@@ -144,6 +147,17 @@ mod tests {
             let parsed = Cli::try_parse_from(["triggers-api", "serve", flag, "1"]);
             assert!(parsed.is_ok(), "{flag} 1 was refused");
         }
+    }
+
+    #[test]
+    fn the_configuration_reference_is_a_hidden_command() {
+        let parsed = Cli::try_parse_from(["triggers-api", "config-reference"]).expect("parses");
+        assert!(matches!(parsed.command, Command::ConfigReference));
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        assert!(help.contains("new-secret-key"), "{help}");
+        assert!(!help.contains("config-reference"), "{help}");
     }
 
     #[test]

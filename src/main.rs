@@ -1,12 +1,12 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use triggers_api::{
     cli::{Cli, Command},
-    config::{Config, DatabaseArgs},
+    config::{Config, DatabaseArgs, reference},
     sealing::Sealer,
     shutdown,
     store::Store,
@@ -24,6 +24,10 @@ async fn main() -> ExitCode {
             println!("{}", Sealer::new_key_spec(id));
             return ExitCode::SUCCESS;
         }
+        Command::ConfigReference => {
+            print!("{}", reference::markdown(&Cli::command()));
+            return ExitCode::SUCCESS;
+        }
         // Its stdout is a table or JSON for a script: no log lines there.
         Command::Admin(_) => "admin",
     };
@@ -31,7 +35,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(database) => migrate(database).await,
-        Command::NewSecretKey { .. } => Ok(()),
+        Command::NewSecretKey { .. } | Command::ConfigReference => Ok(()),
         Command::Admin(args) => triggers_api::admin::run(*args).await.map_err(Into::into),
     };
     if let Some(telemetry) = telemetry {

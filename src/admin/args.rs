@@ -10,6 +10,12 @@ use crate::{
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
+    // First: every flattened section below sets the help heading of what
+    // follows it, and this is the command's own option.
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(flatten)]
     pub database: DatabaseArgs,
 
@@ -26,10 +32,6 @@ pub struct AdminArgs {
     /// refused at least that long.
     #[command(flatten)]
     pub key_caches: KeyCaches,
-
-    /// Print JSON instead of a table.
-    #[arg(long, global = true)]
-    pub json: bool,
 
     #[command(subcommand)]
     pub command: AdminCommand,

@@ -10,7 +10,11 @@
 //! `admin` take [`DatabaseArgs`], `admin` takes [`SharedArgs`],
 //! [`SecuritySettings`] and [`KeyCaches`], so they read the same variables
 //! as the service.
+//!
+//! The doc comments here are the user's documentation: docs/configuration.md
+//! is generated from them (see [`reference`]), and `--help` shows them.
 
+pub mod reference;
 mod secret;
 mod sections;
 
@@ -128,6 +132,7 @@ impl Role {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Postgres")]
 pub struct DatabaseArgs {
     /// Postgres connection string.
     #[arg(
@@ -142,6 +147,7 @@ pub struct DatabaseArgs {
 /// What `serve` and `admin` must read alike: the Redis holding the streams,
 /// how its keys are laid out, and how long each tier keeps its events.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Redis, streams and retention")]
 pub struct SharedArgs {
     /// Redis connection string (redis:// or rediss://).
     #[arg(
@@ -177,6 +183,7 @@ impl SharedArgs {
 /// How long a verified API key is remembered: the API reads it, and
 /// `admin keys revoke` too (a revoked key stays refused at least that long).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "API key caches")]
 pub struct KeyCaches {
     /// How long a verified API key stays in this process's memory. Rotation
     /// is pushed to every replica at once; this bounds a push that was

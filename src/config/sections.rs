@@ -11,6 +11,7 @@ use crate::sealing::Sealer;
 
 /// What this process is and how it starts and stops.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Process")]
 pub struct ProcessSettings {
     /// Address the HTTP server listens on, for every role.
     #[arg(long, env = "TRIGGERS_LISTEN", default_value = "0.0.0.0:8080")]
@@ -31,6 +32,7 @@ pub struct ProcessSettings {
 
 /// Connections this process holds.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection pools")]
 pub struct PoolSettings {
     /// Postgres connections per process.
     #[arg(long, env = "TRIGGERS_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -43,6 +45,7 @@ pub struct PoolSettings {
 
 /// How this process's workers consume the streams.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Stream consumers")]
 pub struct ConsumerSettings {
     /// Name of this process's stream consumer; defaults to `<host or pod>-<pid>`.
     #[arg(long, env = "TRIGGERS_CONSUMER_NAME")]
@@ -77,6 +80,7 @@ impl ConsumerSettings {
 /// How events get into the archive, and how often those past their
 /// retention are taken out.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Archive and retention sweeps")]
 pub struct ArchiveSettings {
     /// Most events archived to Postgres in one statement.
     #[arg(long, env = "TRIGGERS_ARCHIVE_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
@@ -96,6 +100,7 @@ pub struct ArchiveSettings {
 
 /// Webhook delivery: how often it is retried and how much runs at once.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Webhook delivery")]
 pub struct DeliverySettings {
     /// Delays before each retry of a failed delivery, after the immediate
     /// first attempt; the event is dead-lettered after the last one.
@@ -128,6 +133,7 @@ fn parse_schedule(raw: &str) -> Result<RetrySchedule, String> {
 
 /// Webhook requests: where they may go and how long they may take.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Webhook requests")]
 pub struct WebhookSettings {
     /// Allow webhooks to loopback, private and link-local addresses (for
     /// development and tests; never on a multi-tenant deployment).
@@ -151,6 +157,7 @@ pub struct WebhookSettings {
 
 /// The public API's own settings.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Public API")]
 pub struct ApiSettings {
     /// When set, `POST /api/keys/generate` requires `Authorization: Bearer <token>`.
     #[arg(long, env = "TRIGGERS_ADMIN_TOKEN", hide_env_values = true)]
@@ -179,6 +186,7 @@ pub enum Environment {
 
 /// Who may create organizations, and how secrets are kept at rest.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sign-up and secrets at rest")]
 pub struct SecuritySettings {
     /// `production` (default) or `development`.
     #[arg(long = "env", env = "TRIGGERS_ENV", value_enum, default_value_t = Environment::Production)]
@@ -254,6 +262,7 @@ impl SignUp {
 }
 /// Limits on what a client connection may hold or take.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Client connections")]
 pub struct HttpLimits {
     /// Time a connection has to send a complete request head, counted from
     /// when it opens or finished its previous request: this closes
@@ -282,6 +291,7 @@ pub struct HttpLimits {
 
 /// Bounds on API key hashing, the work an unauthenticated client can cause.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "API key verification")]
 pub struct AuthLimits {
     /// Threads that hash API keys; 0 means one per CPU core.
     #[arg(long, env = "TRIGGERS_KEY_HASH_THREADS", default_value_t = 0)]
@@ -308,6 +318,7 @@ pub struct AuthLimits {
 
 /// How long the service waits for a dependency that is away.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Dependency outages")]
 pub struct OutageSettings {
     /// Longest time a Redis command may take before the request fails
     /// with 503 (blocking stream reads get this on top of their wait).
