@@ -6,6 +6,9 @@ use std::{path::Path, process::Command};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=GIT_COMMIT");
+    // `sqlx::migrate!` embeds the migrations but watches only the files it
+    // saw: a new one must rebuild the crate too.
+    println!("cargo:rerun-if-changed=migrations");
     let commit = std::env::var("GIT_COMMIT")
         .ok()
         .map(|c| c.trim().chars().take(12).collect::<String>())

@@ -28,7 +28,16 @@ pub use leases::{LeaseQuery, LeasedRows};
 pub use organizations::{ApiKeyRow, KeyCredentials, NewOrganization, OrganizationRow};
 pub use partitions::{ArchiveTable, Month, Partition, PartitionMaintenance};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema's migrations. A database may hold migrations this binary
+/// does not know: those of a newer release, during a rolling upgrade or
+/// after a rollback. They are additive by rule (see the Upgrades section
+/// of the README), so an older binary keeps working beside them rather than
+/// refusing to start.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -159,7 +168,7 @@ impl Store {
         }
         let prepared = async {
             if migrate {
-                MIGRATOR.run_direct(&mut *conn).await?;
+                migrator().run_direct(&mut *conn).await?;
             }
             if let Some(sealer) = &self.sealer {
                 secrets::reseal_all(&mut conn, sealer).await?;

@@ -702,3 +702,28 @@ async fn the_months_of_partitions_ahead_are_counted_and_reported() {
     drop(store);
     database.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_starts_beside_migrations_of_a_newer_release() {
+    let database = FreshDatabase::create().await;
+    let store = Store::connect(&database.url, 2).await.expect("store");
+    store.prepare(true).await.expect("first migration");
+    // What a newer release leaves behind after a rollback to this one.
+    let pool = PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from a newer release', TRUE, '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("record a newer migration");
+    pool.close().await;
+
+    let again = Store::connect(&database.url, 2).await.expect("store");
+    again
+        .prepare(true)
+        .await
+        .expect("a migration this binary does not know must not stop it");
+    drop((store, again));
+    database.drop().await;
+}
