@@ -64,14 +64,9 @@ impl ConsumerSettings {
             return name.clone();
         }
         let host = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
             .ok()
             .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-            })
+            .or_else(crate::telemetry::export::host_name)
             .unwrap_or_else(|| "triggers".to_owned());
         format!("{host}-{}", std::process::id())
     }

@@ -48,18 +48,23 @@ pub fn provider(role: &str) -> Result<SdkTracerProvider, ExportError> {
         .build())
 }
 
-/// Service, version, host or pod and role; `OTEL_RESOURCE_ATTRIBUTES` and
-/// `OTEL_SERVICE_NAME` override them, in that order.
-fn resource(role: &str) -> Resource {
-    let host = std::env::var("HOSTNAME")
+/// This machine's (or pod's) name: `HOSTNAME`, else `/etc/hostname`.
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
                 .ok()
                 .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
         })
-        .unwrap_or_else(|| "unknown".to_owned());
+}
+
+/// Service, version, host or pod and role; `OTEL_RESOURCE_ATTRIBUTES` and
+/// `OTEL_SERVICE_NAME` override them, in that order.
+fn resource(role: &str) -> Resource {
+    let host = host_name().unwrap_or_else(|| "unknown".to_owned());
     let mut ours = vec![
         KeyValue::new("service.name", "triggers-api"),
         KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
